@@ -1,0 +1,462 @@
+"""Loading and validating corpora, queries and qrels (BEIR folders, files, Datasets, the hub).
+
+Everything downstream (docid schemes, tries, n-gram stores, evaluation) trusts what comes out
+of here: ids are unique non-empty strings, title and text are strings. So bad input is refused
+with a message naming the file, the line (1-based; a row index for tables) and the field, and
+every tolerated problem (duplicates, empty documents, dangling qrels) is reported in a
+:class:`DataWarning`, never silently dropped. Qrels live in :mod:`indexing.qrels`, re-exported.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from datasets.fingerprint import generate_random_fingerprint
+from datasets.table import InMemoryTable
+
+from indexing.builtin import resolve
+from indexing.qrels import (
+    CorpusError,
+    DataWarning,
+    check_option,
+    check_qrels,
+    examples,
+    load_qrels,
+    qrels_path,
+    text_lines,
+    warn,
+)
+
+__all__ = [
+    "BeirData", "CorpusError", "DataWarning", "check_qrels", "corpus_stats", "load_beir", "load_corpus",
+    "load_qrels", "load_queries",
+]
+
+Source = str | os.PathLike[str] | datasets.Dataset | datasets.DatasetDict
+
+_ID_KEYS = {"corpus": ("_id", "id", "docid"), "queries": ("_id", "id", "qid")}
+_EXTRAS = ("url", "image")  # optional corpus fields that are kept; any other field is dropped
+_LINE_FORMATS = {".jsonl": "json", ".json": "json", ".tsv": "\t", ".csv": ","}
+_MISSING = object()
+
+
+@dataclass(repr=False)
+class BeirData:
+    """A BEIR folder for one split: the corpus, the queries judged in the split, their qrels."""
+
+    corpus: datasets.Dataset
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+    def __repr__(self) -> str:
+        judgments = sum(len(judged) for judged in self.qrels.values())
+        return f"BeirData(corpus={len(self.corpus)} docs, queries={len(self.queries)}, qrels={judgments})"
+
+
+@dataclass
+class _Parsed:
+    """Validated columns before duplicates are handled: lists (from lines) or arrow arrays."""
+
+    where: str
+    columns: dict[str, Any]
+    features: datasets.Features | None = None  # of the source table, for the kept extra columns
+    lines: list[int] | None = None  # line of each row; None: positions are 0-based row indices
+
+
+def _type_name(value: object) -> str:
+    names = {type(None): "null", dict: "object", list: "list", bool: "bool", int: "int", float: "float"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _field_error(loc: str, field: str, value: object) -> CorpusError:
+    detail = "missing" if value is _MISSING else f"expected a string, got {_type_name(value)}"
+    return CorpusError(f"{loc}: field {field!r}: {detail}")
+
+
+def _record_id(record: dict[str, Any], keys: tuple[str, ...], loc: str) -> str:
+    """The record's id from the first of ``keys`` present; ints are accepted and made strings."""
+    key = next((k for k in keys if k in record), None)
+    if key is None:
+        raise _field_error(loc, "_id", _MISSING)
+    value = record[key]
+    if type(value) is int:
+        return str(value)
+    if type(value) is not str:
+        raise _field_error(loc, key, value)
+    if not value:
+        raise CorpusError(f"{loc}: field {key!r}: empty")
+    return value
+
+
+def _json_records(path: Path, progress: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+    for lineno, line in text_lines(path, progress=progress):
+        if not line or line.isspace():
+            continue
+        hint = ("; this looks like a JSON array, expected JSON lines (one object per line)"
+                if lineno == 1 and line.lstrip().startswith("[") else "")
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            detail = f"invalid JSON: {err.msg} at column {err.colno}{hint}"
+            raise CorpusError(f"{path}:{lineno}: {detail}") from None
+        if type(record) is not dict:
+            raise CorpusError(f"{path}:{lineno}: expected a JSON object, got {_type_name(record)}{hint}")
+        yield lineno, record
+
+
+def _csv_records(
+    path: Path, delimiter: str, kind: str, progress: bool
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a tsv/csv file with a header, as records keyed ``_id``, ``text``, ... (line = first line)."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # documents can be longer than the 128 KiB default
+    try:
+        reader = csv.reader((line for _, line in text_lines(path, progress=progress)), delimiter=delimiter)
+
+        def rows() -> Iterator[tuple[int, list[str]]]:
+            previous = 0
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as err:
+                    raise CorpusError(f"{path}:{reader.line_num}: {err}") from None
+                if row:  # blank lines come as []
+                    yield previous + 1, row
+                previous = reader.line_num
+
+        numbered = rows()
+        header_line, header = next(numbered, (1, None))
+        if header is None:
+            return
+        header = [name.strip() for name in header]
+        keys = _ID_KEYS[kind]
+        id_col = next((header.index(k) for k in keys if k in header), None)
+        if id_col is None or "text" not in header:
+            field, wanted = ("_id", " or ".join(map(repr, keys))) if id_col is None else ("text", "'text'")
+            raise CorpusError(f"{path}:{header_line}: field {field!r}: the header has no {wanted} column "
+                              f"(columns: {', '.join(header)})")
+        wanted_cols = ("title", *_EXTRAS) if kind == "corpus" else ()
+        cols = {"_id": id_col, "text": header.index("text")}
+        cols.update({k: header.index(k) for k in wanted_cols if k in header})
+        for lineno, row in numbered:
+            if len(row) != len(header):
+                raise CorpusError(f"{path}:{lineno}: expected {len(header)} fields as in the header, "
+                                  f"got {len(row)}")
+            yield lineno, {key: row[i] for key, i in cols.items()}
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _collect(records: Iterator[tuple[int, dict[str, Any]]], where: str, kind: str) -> _Parsed:
+    """Validate records one by one into column lists (the hot loop of loading a large corpus)."""
+    corpus = kind == "corpus"
+    keys = _ID_KEYS[kind]
+    ids: list[str] = []
+    titles: list[str] = []
+    texts: list[str] = []
+    lines: list[int] = []
+    extras: dict[str, dict[int, str]] = {k: {} for k in _EXTRAS} if corpus else {}  # row -> value, sparse
+    for lineno, record in records:
+        doc_id = record.get("_id")
+        if type(doc_id) is not str or not doc_id:
+            doc_id = _record_id(record, keys, f"{where}:{lineno}")
+        text = record.get("text", _MISSING)
+        if type(text) is not str:
+            raise _field_error(f"{where}:{lineno}", "text", text)
+        if corpus:
+            title = record.get("title", "")
+            if type(title) is not str:
+                raise _field_error(f"{where}:{lineno}", "title", title)
+            titles.append(title)
+            for key, column in extras.items():
+                if key in record:
+                    value = record[key]
+                    if type(value) is not str and value is not None:
+                        raise _field_error(f"{where}:{lineno}", key, value)
+                    column[len(ids)] = value
+        ids.append(doc_id)
+        texts.append(text)
+        lines.append(lineno)
+    columns: dict[str, Any] = {"_id": ids, "text": texts}
+    if corpus:
+        columns = {"_id": ids, "title": titles, "text": texts}
+    for key, values in extras.items():
+        if any(value is not None for value in values.values()):
+            column: list[str | None] = [None] * len(ids)
+            for row, value in values.items():
+                column[row] = value
+            columns[key] = column
+    return _Parsed(where, columns, lines=lines)
+
+
+def _arrow_type_name(kind: pa.DataType) -> str:
+    checks = [(pa.types.is_null, "null"), (pa.types.is_integer, "int"), (pa.types.is_floating, "float"),
+              (pa.types.is_boolean, "bool"), (pa.types.is_struct, "object"), (pa.types.is_list, "list"),
+              (pa.types.is_large_list, "list"), (pa.types.is_fixed_size_list, "list")]
+    return next((name for check, name in checks if check(kind)), str(kind))
+
+
+def _string_column(column: pa.ChunkedArray, where: str, field: str, ints: bool = False) -> pa.ChunkedArray:
+    """``column`` as non-null strings (ints too when ``ints``); else CorpusError at the first bad row."""
+    if pa.types.is_large_string(column.type) or (ints and pa.types.is_integer(column.type)):
+        column = column.cast(pa.string())
+    elif not pa.types.is_string(column.type):
+        row = max(pc.index(pc.is_valid(column), True).as_py(), 0)
+        raise CorpusError(f"{where} row {row}: field {field!r}: expected a string, "
+                          f"got {_arrow_type_name(column.type)}")
+    if column.null_count:
+        row = pc.index(pc.is_null(column), True).as_py()
+        raise CorpusError(f"{where} row {row}: field {field!r}: expected a string, got null")
+    return column
+
+
+def _read_table(table: pa.Table, features: datasets.Features, where: str, kind: str) -> _Parsed:
+    """Validate a table's columns at once (parquet, an in-memory Dataset, a hub dataset)."""
+    names = table.column_names
+    keys = _ID_KEYS[kind]
+    id_key = next((k for k in keys if k in names), None)
+    for field, present in (("_id", id_key is not None), ("text", "text" in names)):
+        if not present:
+            wanted = " or ".join(map(repr, keys)) if field == "_id" else "'text'"
+            raise CorpusError(f"{where}: field {field!r}: no {wanted} column (columns: {', '.join(names)})")
+    ids = _string_column(table[id_key], where, id_key, ints=True)
+    empty = pc.index(pc.equal(ids, ""), True).as_py()
+    if empty >= 0:
+        raise CorpusError(f"{where} row {empty}: field {id_key!r}: empty")
+    columns = {"_id": ids}
+    if kind == "corpus":
+        columns["title"] = (_string_column(table["title"], where, "title") if "title" in names
+                            else pa.chunked_array([pa.array([""] * len(table), pa.string())]))
+    columns["text"] = _string_column(table["text"], where, "text")
+    if kind == "corpus":
+        columns.update({k: table[k] for k in _EXTRAS if k in names})
+    return _Parsed(where, columns, features=features)
+
+
+def _arrow(dataset: datasets.Dataset) -> pa.Table:
+    """A Dataset's rows as an arrow table (honouring select/shuffle indices; images stay undecoded)."""
+    return dataset.with_format("arrow")[:]
+
+
+def _pick_split(loaded: datasets.Dataset | datasets.DatasetDict, kind: str, name: str) -> datasets.Dataset:
+    if isinstance(loaded, datasets.Dataset):
+        return loaded
+    if kind in loaded:
+        return loaded[kind]
+    if len(loaded) == 1:
+        return next(iter(loaded.values()))
+    raise CorpusError(f"{name}: several splits ({', '.join(loaded)}) and none is called {kind!r}; "
+                      f"pass the one to use as a datasets.Dataset")
+
+
+def _from_hub(name: str, kind: str) -> datasets.Dataset:
+    """A dataset from the Hugging Face hub; BEIR datasets there have "corpus"/"queries" configs."""
+    try:
+        try:
+            loaded = datasets.load_dataset(name, kind)
+        except ValueError:  # no such config: a dataset without BEIR's layout
+            loaded = datasets.load_dataset(name)
+    except Exception as err:
+        raise FileNotFoundError(f"{name!r} was not found locally, and loading it from the Hugging Face hub "
+                                f"failed ({type(err).__name__}: {err})") from err
+    return _pick_split(loaded, kind, name)
+
+
+def _looks_like_path(source: str | os.PathLike[str]) -> bool:
+    text = os.fspath(source)
+    suffixes = Path(text.removesuffix(".gz")).suffix.lower()
+    return (not isinstance(source, str) or suffixes in (*_LINE_FORMATS, ".parquet") or os.path.isabs(text)
+            or text.startswith((".", "~")) or "\\" in text)
+
+
+def _parse(source: Source, kind: str, progress: bool) -> _Parsed:
+    """Read ``source`` (see :func:`load_corpus`) into validated columns."""
+    if isinstance(source, datasets.DatasetDict):
+        source = _pick_split(source, kind, "DatasetDict")
+    if isinstance(source, datasets.Dataset):
+        return _read_table(_arrow(source), source.features, "Dataset", kind)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"expected a file, a BEIR folder, a Hugging Face dataset name or a datasets.Dataset, "
+                        f"got {type(source).__name__}")
+    source = resolve(source)
+    path = Path(source)
+    if path.is_dir():
+        if not (path / f"{kind}.jsonl").is_file():
+            raise FileNotFoundError(f"{path} has no {kind}.jsonl (a BEIR folder holds corpus.jsonl, "
+                                    f"queries.jsonl and qrels/)")
+        path = path / f"{kind}.jsonl"
+    if path.is_file():
+        ext = (Path(path.stem) if path.suffix == ".gz" else path).suffix.lower()
+        if ext == ".parquet":
+            table = pq.read_table(path)
+            return _read_table(table, datasets.Features.from_arrow_schema(table.schema), str(path), kind)
+        if ext not in _LINE_FORMATS:
+            raise CorpusError(f"{path}: unsupported file type {ext!r} (expected .jsonl, .json, .tsv, .csv "
+                              f"or .parquet)")
+        fmt = _LINE_FORMATS[ext]
+        records = _json_records(path, progress) if fmt == "json" else _csv_records(path, fmt, kind, progress)
+        return _collect(records, str(path), kind)
+    if _looks_like_path(source):
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    name = os.fspath(source)
+    dataset = _from_hub(name, kind)
+    return _read_table(_arrow(dataset), dataset.features, name, kind)
+
+
+def _dedupe(parsed: _Parsed, on_duplicate: str) -> list[int] | None:
+    """Rows to keep (first of each id), or None when ids are unique; raises or warns as asked."""
+    ids = parsed.columns["_id"]
+    if isinstance(ids, list):
+        if len(set(ids)) == len(ids):
+            return None
+    else:
+        if pc.count_distinct(ids).as_py() == len(ids):
+            return None
+        ids = ids.to_pylist()
+    first: dict[str, int] = {}
+    repeated: dict[str, list[int]] = {}
+    for row, doc_id in enumerate(ids):
+        seen = first.setdefault(doc_id, row)
+        if seen != row:
+            repeated.setdefault(doc_id, [seen]).append(row)
+    unit, at = ("lines", parsed.lines) if parsed.lines is not None else ("rows", range(len(ids)))
+    described = (f"{doc_id!r} ({unit} {examples((str(at[r]) for r in rows), len(rows))})"
+                 for doc_id, rows in repeated.items())
+    extra = sum(len(rows) - 1 for rows in repeated.values())
+    shown = examples(described, len(repeated))
+    if on_duplicate == "error":
+        raise CorpusError(f"{parsed.where}: {len(repeated)} duplicate _id values ({extra} extra rows): "
+                          f"{shown}; pass on_duplicate='warn' to keep the first of each")
+    warn(f"{parsed.where}: {len(repeated)} duplicate _id values; kept the first of each ({extra} rows "
+         f"dropped): {shown}", stacklevel=4)
+    dropped = {row for rows in repeated.values() for row in rows[1:]}
+    return [row for row in range(len(ids)) if row not in dropped]
+
+
+def _empty_mask(table: pa.Table) -> pa.ChunkedArray:
+    """Rows whose title and text are both empty (or only whitespace)."""
+    def blank(name: str) -> pa.ChunkedArray:
+        return pc.equal(pc.utf8_trim_whitespace(table[name]), "")
+
+    return pc.and_(blank("title"), blank("text"))
+
+
+def load_corpus(source: Source, *, on_duplicate: str = "error", progress: bool = True) -> datasets.Dataset:
+    """Load and validate a corpus as a Dataset with string columns ``_id``, ``title``, ``text``.
+
+    ``source``: a BEIR folder (its ``corpus.jsonl``), a ``.jsonl``/``.json`` file (JSON lines,
+    optionally ``.gz``), a ``.tsv``/``.csv`` file with a header (id column ``_id``, ``id`` or
+    ``docid``; ``text`` required, ``title`` optional), a ``.parquet`` file, a
+    ``datasets.Dataset``, or else a Hugging Face hub dataset name (e.g. ``BeIR/scifact``).
+    Int ids become strings; a missing title becomes "". ``url`` and ``image`` columns are
+    kept when present (JSON nulls allowed there); every other field is dropped.
+
+    Bad records raise CorpusError naming file, line (row for tables) and field. Duplicate ids:
+    ``on_duplicate="error"`` raises, ``"warn"`` keeps the first of each and says which were
+    dropped. Empty documents are kept and counted in a DataWarning (not for image corpora,
+    where empty text is normal). ``progress`` shows a progress bar for large files.
+    """
+    check_option("on_duplicate", on_duplicate)
+    parsed = _parse(source, "corpus", progress)
+    keep = _dedupe(parsed, on_duplicate)
+    table = pa.table({k: v if not isinstance(v, list) else pa.array(v, pa.string())
+                      for k, v in parsed.columns.items()})
+    if keep is not None:
+        table = table.take(pa.array(keep, pa.int64()))
+    features = datasets.Features.from_arrow_schema(table.schema)
+    for key in _EXTRAS:
+        if key in table.column_names and parsed.features is not None and key in parsed.features:
+            features[key] = parsed.features[key]  # e.g. an Image feature of the source Dataset
+    corpus = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features),
+                              fingerprint=generate_random_fingerprint())  # hashing 1M docs costs seconds
+    if not len(corpus):
+        warn(f"{parsed.where}: no documents")
+    elif "image" not in table.column_names:
+        empty = _empty_mask(table)
+        count = pc.sum(empty).as_py() or 0
+        if count:
+            ids = table["_id"].filter(empty).slice(0, 6).to_pylist()
+            warn(f"{parsed.where}: {count} empty documents (no title, no text), kept: "
+                 f"{examples(map(repr, ids), count)}")
+    return corpus
+
+
+def load_queries(source: Source, *, on_duplicate: str = "error") -> dict[str, str]:
+    """Load queries as ``{query_id: text}`` in file order; sources and checks as for load_corpus.
+
+    Only ``_id`` (or ``id``/``qid``) and ``text`` are read. Empty query texts are reported in a
+    DataWarning and kept.
+    """
+    check_option("on_duplicate", on_duplicate)
+    parsed = _parse(source, "queries", progress=False)
+    keep = _dedupe(parsed, on_duplicate)
+    ids, texts = parsed.columns["_id"], parsed.columns["text"]
+    if not isinstance(ids, list):
+        ids, texts = ids.to_pylist(), texts.to_pylist()
+    rows = range(len(ids)) if keep is None else keep
+    queries = {ids[row]: texts[row] for row in rows}
+    empty = [qid for qid, text in queries.items() if not text.strip()]
+    if empty:
+        warn(f"{parsed.where}: {len(empty)} empty queries, kept: {examples(map(repr, empty), len(empty))}")
+    return queries
+
+
+def load_beir(
+    folder: str | os.PathLike[str],
+    split: str = "test",
+    *,
+    on_duplicate: str = "error",
+    on_dangling: str = "warn",
+) -> BeirData:
+    """Load a BEIR folder (corpus.jsonl, queries.jsonl, qrels/{split}.tsv) for one split.
+
+    BEIR's queries.jsonl holds the queries of every split, so only those judged in ``split``
+    are kept (in file order). Qrels are checked against the corpus and all the queries
+    (:func:`check_qrels`); dangling judgments are kept and reported as ``on_dangling`` says.
+    """
+    check_option("on_duplicate", on_duplicate)
+    check_option("on_dangling", on_dangling)
+    path = Path(resolve(folder))
+    if not path.is_dir():
+        raise FileNotFoundError(f"not a BEIR folder: {path}")
+    qrels = load_qrels(path, split)  # first: a missing split fails before the corpus is read
+    corpus = load_corpus(path, on_duplicate=on_duplicate)
+    queries = load_queries(path, on_duplicate=on_duplicate)
+    check_qrels(qrels, _arrow(corpus)["_id"].to_pylist(), queries, on_dangling=on_dangling,
+                name=str(qrels_path(path, split)))
+    return BeirData(corpus, {qid: text for qid, text in queries.items() if qid in qrels}, qrels)
+
+
+def corpus_stats(corpus: datasets.Dataset) -> dict[str, int]:
+    """Counts that describe a loaded corpus.
+
+    ``documents``; ``empty_documents`` (title and text both empty or whitespace);
+    ``with_title`` (a non-blank title); ``empty_text`` (blank text, title or not);
+    ``text_chars`` (characters of text in all); and ``with_url`` / ``with_image`` (non-null
+    values) when those columns exist.
+    """
+    table = _arrow(corpus)
+    stats = {
+        "documents": len(table),
+        "empty_documents": pc.sum(_empty_mask(table)).as_py() or 0,
+        "with_title": pc.sum(pc.not_equal(pc.utf8_trim_whitespace(table["title"]), "")).as_py() or 0,
+        "empty_text": pc.sum(pc.equal(pc.utf8_trim_whitespace(table["text"]), "")).as_py() or 0,
+        "text_chars": pc.sum(pc.utf8_length(table["text"])).as_py() or 0,
+    }
+    for key in _EXTRAS:
+        if key in table.column_names:
+            stats[f"with_{key}"] = len(table) - table[key].null_count
+    return stats
