@@ -71,8 +71,10 @@ class Docids:
             i = int(np.argmin(lengths))
             raise DocidError(f"document {self.doc_ids[i]!r} has an empty identifier")
         if np.any(self.values == self.eos_token_id):
-            i = int(np.searchsorted(self.offsets, np.flatnonzero(self.values == self.eos_token_id)[0], "right")) - 1
-            raise DocidError(f"identifier of {self.doc_ids[i]!r} contains the end-of-id token {self.eos_token_id}")
+            first = np.flatnonzero(self.values == self.eos_token_id)[0]
+            i = int(np.searchsorted(self.offsets, first, "right")) - 1
+            raise DocidError(f"identifier of {self.doc_ids[i]!r} contains the end-of-id token "
+                             f"{self.eos_token_id}")
         if len(self.values) and (self.values.min() < 0 or self.values.max() >= self.vocab_size):
             raise DocidError(f"token ids outside the vocabulary [0, {self.vocab_size})")
         seqs = [self.tokens(i).tobytes() for i in range(len(self))]
@@ -131,6 +133,25 @@ class DocidScheme(Protocol):
     def assign(self, corpus: Any, tokenizer: TextTokenizer | None = None) -> Docids:
         """Identifiers for every document of ``corpus`` (a Dataset with ``_id``, ``title``, ``text``)."""
         ...
+
+
+def column_names(corpus: Any) -> list[str]:
+    """Column names of a corpus (a ``datasets.Dataset`` or a dict of lists)."""
+    names = getattr(corpus, "column_names", None)
+    return list(names) if names is not None else list(corpus.keys())
+
+
+def corpus_column(corpus: Any, name: str) -> list[Any]:
+    """One column of a corpus as a list; ``DocidError`` naming the columns if it is missing."""
+    names = column_names(corpus)
+    if name not in names:
+        raise DocidError(f"the corpus has no {name!r} column (columns: {', '.join(names)})")
+    return list(corpus[name])
+
+
+def doc_ids_of(corpus: Any) -> list[str]:
+    """The corpus's ``_id`` column as strings."""
+    return [str(d) for d in corpus_column(corpus, "_id")]
 
 
 def _first_duplicate(items: Sequence[Any]) -> tuple[int, int] | None:

