@@ -1,0 +1,266 @@
+"""Runs, qrels, TREC run files and ir-measures evaluation.
+
+A run is ``{qid: {docid: score}}`` and qrels are ``{qid: {docid: relevance}}``: the plain dicts
+that ir-measures, pytrec_eval and BEIR take. Every query in the qrels counts: one the run misses
+(or answers with nothing) scores the measure's default, 0, so a retriever cannot look better by
+dropping hard queries. Queries in the run but not in the qrels are ignored.
+
+``read_trec_qrels`` lives with the corpus readers (``indexing.corpus``), not here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import ir_measures
+
+if TYPE_CHECKING:
+    from genret.retrievers.base import Retriever
+
+Run = dict[str, dict[str, float]]
+Qrels = dict[str, dict[str, int]]
+
+DEFAULT_MEASURES: tuple[str, ...] = ("nDCG@10", "R@1", "R@10", "R@100", "RR@10")
+
+MeasureLike = Any  # a measure name such as "nDCG@10" or an ir_measures Measure object
+
+__all__ = [
+    "DEFAULT_MEASURES",
+    "Qrels",
+    "RetrievalEvaluator",
+    "Run",
+    "evaluate",
+    "evaluate_per_query",
+    "format_metrics",
+    "read_trec_run",
+    "write_trec_run",
+]
+
+
+# --------------------------------------------------------------------------- TREC run files
+
+
+def _open_text(path: str | os.PathLike, mode: str) -> IO[str]:
+    if str(path).endswith(".gz"):
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def _check_token(value: str, what: str) -> None:
+    if not value or any(ch.isspace() for ch in value):
+        raise ValueError(f"{what} {value!r} cannot be written to a TREC run (empty or contains whitespace)")
+
+
+def _ranked(docs: Mapping[str, float]) -> list[tuple[str, str]]:
+    """``(docid, formatted score)`` in rank order: score descending as written (6 decimals), ties by docid.
+
+    Sorting on the written score keeps a file self-consistent: reading it back and ranking again
+    gives the same order, even where two scores differ only past the sixth decimal.
+    """
+    rows = []
+    for docid, score in docs.items():
+        score = float(score)
+        if math.isnan(score):
+            raise ValueError(f"document {docid!r} has a NaN score")
+        text = f"{score:.6f}"
+        rows.append((-float(text), docid, text))
+    rows.sort()
+    return [(docid, text) for _, docid, text in rows]
+
+
+def write_trec_run(run: Mapping[str, Mapping[str, float]], path: str | os.PathLike, tag: str = "genret") -> Path:
+    """Write ``qid Q0 docid rank score tag`` lines (ranks from 1, score descending, ties by docid).
+
+    Queries are written in sorted order; a query with no documents writes no line (TREC files
+    cannot express it). A ``.gz`` path is gzip-compressed.
+    """
+    _check_token(tag, "tag")
+    path = Path(path)
+    with _open_text(path, "w") as out:
+        for qid in sorted(run):
+            _check_token(qid, "query id")
+            for rank, (docid, score) in enumerate(_ranked(run[qid]), start=1):
+                _check_token(docid, "document id")
+                out.write(f"{qid} Q0 {docid} {rank} {score} {tag}\n")
+    return path
+
+
+def read_trec_run(path: str | os.PathLike) -> Run:
+    """Read a TREC run file (``qid Q0 docid rank score tag``) into ``{qid: {docid: score}}``.
+
+    Scores decide the order, as in trec_eval; the rank column is checked to be an integer only.
+    A malformed line or a repeated (qid, docid) pair raises ``ValueError`` naming ``file:line``.
+    """
+    run: Run = {}
+    with _open_text(path, "r") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            fields = line.split()
+            if len(fields) != 6:
+                raise ValueError(f"{where}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}: "
+                                 f"{line.rstrip()!r}")
+            qid, _, docid, rank, score, _ = fields
+            try:
+                int(rank)
+            except ValueError:
+                raise ValueError(f"{where}: rank {rank!r} is not an integer") from None
+            try:
+                value = float(score)
+            except ValueError:
+                raise ValueError(f"{where}: score {score!r} is not a number") from None
+            if math.isnan(value):
+                raise ValueError(f"{where}: score is NaN")
+            docs = run.setdefault(qid, {})
+            if docid in docs:
+                raise ValueError(f"{where}: document {docid!r} appears twice for query {qid!r}")
+            docs[docid] = value
+    return run
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def _parse_measures(measures: Iterable[MeasureLike]) -> list[tuple[str, Any]]:
+    """``(name as given, Measure)`` pairs; a bad name raises ``ValueError`` saying which."""
+    if isinstance(measures, str):
+        measures = [measures]
+    parsed = []
+    for measure in measures:
+        if isinstance(measure, str):
+            try:
+                parsed.append((measure, ir_measures.parse_measure(measure)))
+            except (NameError, ValueError, TypeError, SyntaxError) as err:
+                raise ValueError(f"unknown measure {measure!r} (ir-measures names such as 'nDCG@10', "
+                                 f"'R@100', 'RR@10', 'AP', 'P@5'): {err}") from None
+        else:
+            parsed.append((str(measure), measure))
+    if not parsed:
+        raise ValueError("no measures given")
+    return parsed
+
+
+def _per_query(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]],
+               parsed: list[tuple[str, Any]]) -> dict[str, dict[str, float]]:
+    # Only non-empty entries for judged queries go to ir-measures: some providers divide by the
+    # number of retrieved documents, and queries without judgments are not evaluated anyway.
+    clean_run = {qid: {d: float(s) for d, s in docs.items()} for qid, docs in run.items()
+                 if qid in qrels and docs}
+    clean_qrels = {qid: {d: int(r) for d, r in docs.items()} for qid, docs in qrels.items()}
+    unique = list(dict.fromkeys(m for _, m in parsed))
+    values: dict[str, dict[Any, float]] = {qid: {} for qid in clean_qrels}
+    if clean_run and clean_qrels:
+        for metric in ir_measures.iter_calc(unique, clean_qrels, clean_run):
+            if metric.query_id in values:
+                values[metric.query_id][metric.measure] = float(metric.value)
+    # Queries the run misses (or answers with nothing) count with the measure's default (0),
+    # whatever the installed ir-measures version does with them.
+    return {
+        qid: {name: got.get(measure, float(measure.DEFAULT)) for name, measure in parsed}
+        for qid, got in values.items()
+    }
+
+
+def evaluate_per_query(
+    run: Mapping[str, Mapping[str, float]],
+    qrels: Mapping[str, Mapping[str, int]],
+    measures: Iterable[MeasureLike] = DEFAULT_MEASURES,
+) -> dict[str, dict[str, float]]:
+    """``{qid: {measure name: value}}`` for every query in ``qrels`` (missing from the run: 0)."""
+    return _per_query(run, qrels, _parse_measures(measures))
+
+
+def evaluate(
+    run: Mapping[str, Mapping[str, float]],
+    qrels: Mapping[str, Mapping[str, int]],
+    measures: Iterable[MeasureLike] = DEFAULT_MEASURES,
+) -> dict[str, float]:
+    """Aggregate ir-measures values over every query in ``qrels``; keys are the measure names as given.
+
+    Relevance levels are the qrels' own: graded gains for nDCG, ``relevance >= 1`` counts as
+    relevant for binary measures (R, RR, P, AP). A judged query the run misses scores 0.
+    """
+    parsed = _parse_measures(measures)
+    return _aggregate(_per_query(run, qrels, parsed), parsed)
+
+
+def _aggregate(per_query: dict[str, dict[str, float]], parsed: list[tuple[str, Any]]) -> dict[str, float]:
+    if not per_query:
+        raise ValueError("the qrels hold no queries; nothing to evaluate")
+    result = {}
+    for name, measure in parsed:
+        aggregator = measure.aggregator()
+        for values in per_query.values():
+            aggregator.add(values[name])
+        result[name] = float(aggregator.result())
+    return result
+
+
+def format_metrics(metrics: Mapping[str, float], digits: int = 4) -> str:
+    """A small aligned two-column table, one measure per line."""
+    if not metrics:
+        return "(no metrics)"
+    width = max(len("measure"), *(len(name) for name in metrics))
+    lines = [f"{'measure':<{width}}  value", f"{'-' * width}  {'-' * (digits + 2)}"]
+    lines += [f"{name:<{width}}  {value:.{digits}f}" for name, value in metrics.items()]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- evaluator
+
+
+class RetrievalEvaluator:
+    """Search a fixed query set with a retriever and evaluate the run (sentence-transformers style).
+
+    >>> evaluator = RetrievalEvaluator(data.queries, data.qrels)          # doctest: +SKIP
+    >>> metrics = evaluator(retriever)                                    # doctest: +SKIP
+    >>> metrics[evaluator.primary_metric]                                 # doctest: +SKIP
+
+    Only judged queries are searched. Every judged query must have a text: a dangling qrels entry
+    is a data error and is reported rather than silently scored 0. The last run is kept in
+    ``self.run`` (e.g. to write it with :func:`write_trec_run`).
+    """
+
+    greater_is_better = True
+
+    def __init__(
+        self,
+        queries: Mapping[str, str],
+        qrels: Mapping[str, Mapping[str, int]],
+        measures: Sequence[MeasureLike] = DEFAULT_MEASURES,
+        k: int = 100,
+        primary_metric: str = "nDCG@10",
+    ) -> None:
+        parsed = _parse_measures(measures)
+        names = [name for name, _ in parsed]
+        if primary_metric not in names:
+            raise ValueError(f"primary_metric {primary_metric!r} is not among the measures {names}")
+        missing = sorted(qid for qid in qrels if qid not in queries)
+        if missing:
+            raise ValueError(f"{len(missing)} judged queries have no text, e.g. {missing[:5]}")
+        if not qrels:
+            raise ValueError("the qrels hold no queries; nothing to evaluate")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        self.queries = {qid: queries[qid] for qid in qrels}
+        self.qrels = {qid: dict(docs) for qid, docs in qrels.items()}
+        self.measures = tuple(names)
+        self._parsed = parsed
+        self.k = k
+        self.primary_metric = primary_metric
+        self.run: Run | None = None
+
+    def __call__(self, retriever: Retriever) -> dict[str, float]:
+        """Search the judged queries (top ``k``) and return every measure, ``primary_metric`` included."""
+        self.run = retriever.search(self.queries, k=self.k)
+        return _aggregate(_per_query(self.run, self.qrels, self._parsed), self._parsed)
+
+    def __repr__(self) -> str:
+        return (f"RetrievalEvaluator({len(self.queries)} queries, measures={list(self.measures)}, "
+                f"k={self.k}, primary_metric={self.primary_metric!r})")
