@@ -1,0 +1,128 @@
+"""The genret command end to end on a real collection: index, inspect, reload, refuse damage, evaluate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genret.cli import main
+from indexing.index import DocidIndex
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+CRANFIELD = DATA / "cranfield"
+needs_data = pytest.mark.skipif(not CRANFIELD.is_dir(), reason="../shared/data not present")
+
+SCHEMES = {
+    "atomic": [],
+    "naive": ["--order", "shuffled", "--seed", "3"],
+    "semantic": ["--encoder", "tfidf", "--k", "10", "--c", "100"],
+    "title": [],
+}
+
+
+@pytest.fixture(scope="module")
+def cranfield_indexes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("indexes")
+    out = {}
+    for scheme, extra in SCHEMES.items():
+        out[scheme] = root / scheme
+        assert main(["index", "--data", str(CRANFIELD), "--scheme", scheme, "--out", str(out[scheme]), *extra]) == 0
+    return out
+
+
+@needs_data
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_index_is_unique_inspectable_and_reloads_in_a_fresh_process(
+    cranfield_indexes: dict[str, Path], scheme: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = cranfield_indexes[scheme]
+    assert main(["inspect", str(folder)]) == 0
+    shown = capsys.readouterr().out
+    assert "docid-index" in shown and "documents: 1400" in shown and "OK" in shown
+
+    index = DocidIndex.load(folder)
+    assert len(index) == 1400 and len(set(index.docids.identifiers)) == 1400
+    seqs = {index.docids.tokens(i).tobytes() for i in range(len(index))}
+    assert len(seqs) == 1400
+    # Every identifier walks the trie to its own document.
+    assert all(index.trie.lookup(index.docids.tokens(i).tolist()) == i for i in range(0, 1400, 7))
+
+    code = (
+        "import sys, json; from indexing.index import DocidIndex\n"
+        "ix = DocidIndex.load(sys.argv[1])\n"
+        "print(json.dumps([ix.docids.identifiers[:5], [ix.trie.lookup(ix.docids.tokens(i).tolist()) "
+        "for i in range(5)]]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
+    identifiers, docs = json.loads(out.stdout)
+    assert identifiers == index.docids.identifiers[:5] and docs == [0, 1, 2, 3, 4]
+
+
+@needs_data
+def test_flipping_one_byte_in_any_file_is_refused(
+    cranfield_indexes: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    source = cranfield_indexes["semantic"]
+    files = [p for p in sorted(source.rglob("*")) if p.is_file()]
+    assert len(files) >= 5
+    for i, path in enumerate(files):
+        copy = tmp_path / f"copy{i}"
+        shutil.copytree(source, copy)
+        target = copy / path.relative_to(source)
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0x20
+        target.write_bytes(bytes(data))
+        assert main(["inspect", str(copy)]) == 1, path.name
+        err = capsys.readouterr().err
+        assert path.name in err or "manifest" in err
+        with pytest.raises(ValueError):
+            DocidIndex.load(copy)
+
+
+@needs_data
+def test_index_refuses_to_overwrite_without_flag(cranfield_indexes: dict[str, Path]) -> None:
+    with pytest.raises(SystemExit, match="--overwrite"):
+        main(["index", "--data", str(CRANFIELD), "--scheme", "atomic", "--out", str(cranfield_indexes["atomic"])])
+
+
+def test_malformed_corpus_line_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "title": "", "text": "one"}\n{"_id": "b", "text": "two"\n')
+    assert main(["index", "--data", str(corpus), "--scheme", "atomic", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "corpus.jsonl:2" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_duplicate_ids_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": i, "title": "", "text": f"doc {j}"}) + "\n"
+                              for j, i in enumerate(["a", "b", "a", "c"])))
+    assert main(["index", "--data", str(corpus), "--scheme", "naive", "--out", str(tmp_path / "x")]) == 2
+    assert "duplicate" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="duplicate"):
+        code = main(["index", "--data", str(corpus), "--scheme", "naive", "--out", str(tmp_path / "y"),
+                     "--on-duplicate", "warn"])
+    assert code == 0
+    index = DocidIndex.load(tmp_path / "y")
+    assert index.docids.doc_ids == ["a", "b", "c"]
+    assert index.docids.identifiers == ["0", "1", "2"]
+
+
+@needs_data
+def test_evaluate_bm25_on_scifact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "bm25.trec"
+    metrics = tmp_path / "metrics.json"
+    assert main(["evaluate", "--retriever", "bm25", "--data", str(DATA / "scifact"), "--run", str(run),
+                 "--json", str(metrics)]) == 0
+    values = json.loads(metrics.read_text())
+    assert 0.64 <= values["nDCG@10"] <= 0.70
+    assert "nDCG@10" in capsys.readouterr().out
+    qids = {line.split()[0] for line in run.read_text().splitlines()}
+    assert len(qids) == 300
