@@ -105,6 +105,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     options = {"seed": args.seed, "order": args.order, "k": args.k, "c": args.c,
                "encoder": args.encoder, "max_tokens": args.max_tokens}
     scheme = make_scheme(args.scheme, **{k: v for k, v in options.items() if v is not None})
+    if hasattr(scheme, "progress"):
+        scheme.progress = True  # embedding a corpus takes minutes on a CPU: show it
     tokenizer = None if args.tokenizer.lower() == "none" else load_tokenizer(args.tokenizer)
     corpus = load_corpus(args.data, on_duplicate=args.on_duplicate)
     print(f"loaded {len(corpus)} documents from {args.data}", file=sys.stderr)

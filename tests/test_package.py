@@ -38,3 +38,12 @@ def test_cli_help_for_every_subcommand() -> None:
             [sys.executable, "-m", "genret", *args, "--help"], capture_output=True, text=True, check=True
         )
         assert "usage: genret" in out.stdout
+
+
+def test_top_level_names_resolve() -> None:
+    import genret
+    import indexing
+
+    for package in (indexing, genret):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, f"{package.__name__}.{name}"

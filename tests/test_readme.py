@@ -1,8 +1,9 @@
-"""The README's Python example runs as written (in a temporary working directory)."""
+"""The README's examples run as written: its Python blocks and its command-line block."""
 
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,26 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
+
+
 def test_readme_python_blocks_run(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = _blocks("python")
     assert blocks, "README has no python example"
     for block in blocks:
         out = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_readme_command_line_examples_run(tmp_path: Path) -> None:
+    section = README.read_text().split("## Command line", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S)
+    assert block is not None
+    commands = [line for line in block.group(1).splitlines() if line.startswith("genret ")]
+    assert len(commands) >= 5
+    for command in commands:
+        argv = [sys.executable, "-m", "genret", *shlex.split(command)[1:]]
+        out = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+        assert out.returncode == 0, f"{command}\n{out.stderr[-3000:]}"
+    assert (tmp_path / "runs" / "bm25.trec").is_file()
