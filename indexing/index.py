@@ -40,27 +40,35 @@ class DocidIndex:
             "trie_nodes": self.trie.n_nodes,
         }
 
+    def config(self) -> dict[str, Any]:
+        """What a manifest records about this index (scheme, tokenizer, vocabulary, source)."""
+        return {"docids": self.docids.info(), "source": self.source}
+
+    def write_files(self, folder: Path) -> None:
+        """Write ``docids/`` and ``trie/`` into ``folder`` (inside an artifact being written)."""
+        (folder / "docids").mkdir(parents=True)
+        (folder / "trie").mkdir()
+        self.docids.save(folder / "docids")
+        self.trie.save(folder / "trie")
+
+    @classmethod
+    def from_files(cls, folder: Path, config: dict[str, Any], mmap: bool = False) -> DocidIndex:
+        """Read what ``write_files`` wrote; ``config`` is ``config()`` as recorded in the manifest."""
+        docids = Docids.load(folder / "docids", config["docids"])
+        trie = DocidTrie.load(folder / "trie", mmap=mmap)
+        return cls(docids=docids, trie=trie, source=config.get("source"))
+
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the index folder atomically (see ``indexing.artifacts``)."""
-
-        def write(tmp: Path) -> None:
-            (tmp / "docids").mkdir()
-            (tmp / "trie").mkdir()
-            self.docids.save(tmp / "docids")
-            self.trie.save(tmp / "trie")
-
-        config = {"docids": self.docids.info(), "source": self.source}
-        return write_artifact(path, KIND, write, config=config, counts=self.counts(), overwrite=overwrite)
+        return write_artifact(path, KIND, self.write_files, config=self.config(), counts=self.counts(),
+                              overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False, verify: bool = True) -> DocidIndex:
         """Load an index folder, refusing it if the manifest or any checksum does not match."""
         folder = Path(path)
         manifest = read_manifest(folder, kind=KIND, verify=verify)
-        config: dict[str, Any] = manifest["config"]
-        docids = Docids.load(folder / "docids", config["docids"])
-        trie = DocidTrie.load(folder / "trie", mmap=mmap)
-        return cls(docids=docids, trie=trie, source=config.get("source"))
+        return cls.from_files(folder, manifest["config"], mmap=mmap)
 
 
 def build_index(
