@@ -24,18 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from indexing.columns import document_texts
+
 Encoder = str | Callable[[list[str]], Any]
 TFIDF_DIM = 128
 _WORD = re.compile(r"\w+")
-
-
-def corpus_texts(corpus: Any) -> list[str]:
-    """``title + " " + text`` for every document (missing columns or None count as empty)."""
-    names = set(getattr(corpus, "column_names", None) or corpus.keys())
-    n = len(corpus["_id"]) if "_id" in names else len(corpus["text"])
-    titles = list(corpus["title"]) if "title" in names else [""] * n
-    texts = list(corpus["text"]) if "text" in names else [""] * n
-    return [f"{t or ''} {x or ''}".strip() for t, x in zip(titles, texts, strict=True)]
 
 
 def resolve_encoder(encoder: Encoder) -> Encoder:
@@ -48,7 +41,7 @@ def resolve_encoder(encoder: Encoder) -> Encoder:
 def encode_corpus(corpus: Any, encoder: Encoder = "auto", batch_size: int = 64,
                   progress: bool = True) -> np.ndarray:
     """Embeddings ``float32 (N, d)`` of the corpus's documents, in row order."""
-    return encode_texts(corpus_texts(corpus), encoder, batch_size=batch_size, progress=progress)
+    return encode_texts(document_texts(corpus), encoder, batch_size=batch_size, progress=progress)
 
 
 def encode_texts(texts: Sequence[str], encoder: Encoder = "auto", batch_size: int = 64,

@@ -27,6 +27,7 @@ import bm25s
 
 from genret.evaluation import Run
 from indexing.artifacts import ArtifactError, load_json, read_manifest, save_json, write_artifact
+from indexing.columns import column, document_texts
 
 logger = logging.getLogger(__name__)
 
@@ -78,21 +79,13 @@ def load_stemmer(name: str | None) -> Any:
 
 def corpus_texts(corpus: Any, fields: Sequence[str]) -> tuple[list[str], list[str]]:
     """``(doc _ids, texts)`` from a ``datasets.Dataset`` or a sequence of mappings; fields joined by a space."""
-    if hasattr(corpus, "column_names"):  # datasets.Dataset: read whole columns
-        missing = [name for name in ("_id", *fields) if name not in corpus.column_names]
-        if missing:
-            raise ValueError(f"corpus has no column(s) {missing}; it has {corpus.column_names}")
-        doc_ids = [str(x) for x in corpus["_id"]]
-        columns = [list(corpus[name]) for name in fields]
-    else:
-        records = list(corpus)
-        for i, record in enumerate(records):
-            if "_id" not in record:
-                raise ValueError(f"corpus record {i} has no '_id'")
-        doc_ids = [str(record["_id"]) for record in records]
-        columns = [[record.get(name) for record in records] for name in fields]
-    texts = [" ".join(str(part) for part in parts if part) for parts in zip(*columns, strict=True)]
-    return doc_ids, texts
+    if len(corpus) == 0:
+        return [], []
+    try:
+        doc_ids = [str(x) for x in column(corpus, "_id")]
+        return doc_ids, document_texts(corpus, fields)
+    except KeyError as err:
+        raise ValueError(err.args[0]) from None
 
 
 class BM25Retriever:
