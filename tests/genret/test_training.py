@@ -1,0 +1,281 @@
+"""genret.training on CPU with a tiny T5 built from a config: learning, metrics, LR schedule, gradient accumulation,
+evaluation hygiene, checkpoints, kill-and-resume, and two processes under `accelerate launch`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.tracking import GeneralTracker
+from transformers import T5Config, T5ForConditionalGeneration
+
+from genret.training import TrainConfig, TrainResult, lr_factor, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two shared cores: a second intra-op thread makes these tiny models several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_t5(dropout: float = 0.0) -> T5ForConditionalGeneration:
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=64, d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
+        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, dropout_rate=dropout,
+    )  # fmt: skip
+    return T5ForConditionalGeneration(config)
+
+
+def rows(n: int) -> list[dict[str, torch.Tensor]]:
+    """n random (source, 3-token target) pairs: fixed lengths, so no padding and a per-batch mean loss."""
+    g = torch.Generator().manual_seed(1)
+    return [{"input_ids": torch.randint(2, 64, (8,), generator=g), "labels": torch.randint(2, 64, (3,), generator=g)}
+            for _ in range(n)]  # fmt: skip
+
+
+def collate(batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    input_ids = torch.stack([r["input_ids"] for r in batch])
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+            "labels": torch.stack([r["labels"] for r in batch])}  # fmt: skip
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def params(result: TrainResult) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in result.model.state_dict().items()}
+
+
+def assert_same_params(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 0.0) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0.0 if atol == 0 else 1e-5, msg=k)
+
+
+def test_loss_goes_down_metrics_and_final_checkpoint(tmp_path: Path) -> None:
+    calls: list[bool] = []
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        calls.append(model.training)
+        return {"hits@1": 0.5}
+
+    config = TrainConfig(output_dir=str(tmp_path), max_steps=40, batch_size=8, lr=1e-2, log_every=10, eval_every=20)
+    result = train(tiny_t5(), rows(16), collate, config, evaluate=evaluate, progress=False)
+
+    assert result.step == 40 and not isinstance(result.model, torch.nn.parallel.DistributedDataParallel)
+    lines = metrics(tmp_path)
+    train_lines = [m for m in lines if not m.get("eval")]
+    assert [m["step"] for m in train_lines] == [10, 20, 30, 40]
+    assert set(train_lines[0]) == {"step", "epoch", "loss", "lr", "examples_per_s", "elapsed"}
+    assert train_lines[-1]["epoch"] == pytest.approx(20.0)  # 16 rows / batch 8 = 2 steps per epoch
+    assert train_lines[-1]["loss"] < 0.6 * train_lines[0]["loss"]
+    assert all(m["examples_per_s"] > 0 for m in train_lines) and train_lines[-1]["elapsed"] > train_lines[0]["elapsed"]
+    assert [m for m in lines if m.get("eval")] == [{"step": s, "eval": True, "hits@1": 0.5} for s in (20, 40)]
+    assert calls == [False, False]  # evaluate sees the model in eval mode
+    assert result.history == lines
+
+    ckpt = tmp_path / "checkpoints" / "step-40"
+    assert result.checkpoint == str(ckpt)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-40"]
+    # what accelerate writes: weights in safetensors; optimizer, scheduler and RNG states as torch.save pickles
+    files = {p.name for p in ckpt.iterdir()}
+    assert files == {"model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl", "trainer_state.json"}
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["step"] == 40 and state["epoch"] == 20 and state["samples_seen"] == 40 * 8
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
+def test_lr_schedule_warmup_then_decay(tmp_path: Path, schedule: str) -> None:
+    lr, warmup, total = 1e-3, 3, 10
+    config = TrainConfig(output_dir=str(tmp_path), max_steps=total, batch_size=4, lr=lr, warmup_steps=warmup,
+                         schedule=schedule, log_every=1)  # fmt: skip
+    train(tiny_t5(), rows(8), collate, config, progress=False)
+
+    logged = [m["lr"] for m in metrics(tmp_path)]
+    expected = []
+    for update in range(1, total + 1):  # the lr that update number `update` used
+        if update <= warmup:
+            expected.append(lr * update / (warmup + 1))
+            continue
+        progress = (update - 1 - warmup) / (total - warmup)
+        decay = {"linear": 1 - progress, "cosine": (1 + math.cos(math.pi * progress)) / 2, "constant": 1.0}
+        expected.append(lr * decay[schedule])
+    assert logged == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    assert logged[warmup] == pytest.approx(lr)  # peak right after warmup
+    if schedule != "constant":
+        assert logged[-1] < logged[warmup] and all(logged[i] >= logged[i + 1] for i in range(warmup, total - 1))
+
+
+def test_lr_factor_ratio_and_bounds() -> None:
+    assert lr_factor(0, warmup=0, total=10, schedule="linear") == 1.0
+    assert lr_factor(10, warmup=0, total=10, schedule="cosine") == pytest.approx(0.0)
+    assert lr_factor(50, warmup=0, total=10, schedule="linear") == 0.0  # never negative past the end
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="step")
+
+
+def test_grad_accum_matches_larger_batch(tmp_path: Path) -> None:
+    data = rows(24)
+    big = train(tiny_t5(), data, collate,
+                TrainConfig(output_dir=str(tmp_path / "big"), max_steps=4, batch_size=8, lr=1e-2), progress=False)
+    accum = train(tiny_t5(), data, collate,
+                  TrainConfig(output_dir=str(tmp_path / "accum"), max_steps=4, batch_size=4, grad_accum=2, lr=1e-2),
+                  progress=False)  # fmt: skip
+    assert accum.step == big.step == 4
+    assert accum.loss == pytest.approx(big.loss, rel=1e-5)
+    assert_same_params(params(accum), params(big), atol=1e-5)
+    assert metrics(tmp_path / "accum")[-1]["step"] == 4  # steps count optimizer updates, not micro-batches
+
+
+def test_evaluate_does_not_disturb_training_rng(tmp_path: Path) -> None:
+    def noisy_evaluate(model: torch.nn.Module) -> dict[str, float]:
+        return {"noise": float(torch.rand(1000).sum())}  # draws from the global torch RNG
+
+    config = dict(max_steps=6, batch_size=4, lr=1e-2, log_every=1)
+    plain = train(tiny_t5(dropout=0.2), rows(12), collate, TrainConfig(output_dir=str(tmp_path / "a"), **config),
+                  progress=False)  # fmt: skip
+    evaluated = train(tiny_t5(dropout=0.2), rows(12), collate,
+                      TrainConfig(output_dir=str(tmp_path / "b"), eval_every=1, **config),
+                      evaluate=noisy_evaluate, progress=False)  # fmt: skip
+    assert sum(1 for m in metrics(tmp_path / "b") if m.get("eval")) == 6
+    assert evaluated.loss == plain.loss
+    assert_same_params(params(evaluated), params(plain))
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_kill_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path: Path) -> None:
+    # 20 rows, batch 8 -> 3 micro-batches per epoch (the last one short); grad_accum 2 -> 2 steps per epoch.
+    # Checkpoint at step 3 is mid-epoch, so the resumed run has to skip batches; dropout on, so RNG must resume too.
+    data = rows(20)
+    config = dict(max_steps=7, batch_size=8, grad_accum=2, lr=1e-2, warmup_steps=2, schedule="cosine",
+                  checkpoint_every=3, keep_checkpoints=2, log_every=1)  # fmt: skip
+    straight = train(tiny_t5(dropout=0.1), data, collate, TrainConfig(output_dir=str(tmp_path / "a"), **config),
+                     progress=False)  # fmt: skip
+
+    def die_at_step_5(model: torch.nn.Module) -> dict[str, float]:
+        if len(calls) == 4:
+            raise Killed
+        calls.append(1)
+        return {"ok": 1.0}
+
+    calls: list[int] = []
+    out_b = tmp_path / "b"
+    with pytest.raises(Killed):
+        train(tiny_t5(dropout=0.1), data, collate, TrainConfig(output_dir=str(out_b), eval_every=1, **config),
+              evaluate=die_at_step_5, progress=False)  # fmt: skip
+    assert [m["step"] for m in metrics(out_b) if not m.get("eval")] == [1, 2, 3, 4, 5]
+    assert [p.name for p in (out_b / "checkpoints").iterdir()] == ["step-3"]
+
+    # a fresh model object (as a restarted job would build) resumes from checkpoints/step-3
+    resumed = train(tiny_t5(dropout=0.1), data, collate, TrainConfig(output_dir=str(out_b), **config), resume=True,
+                    progress=False)  # fmt: skip
+    assert resumed.step == straight.step == 7
+    assert resumed.loss == straight.loss  # on CPU, bit for bit
+    assert_same_params(params(resumed), params(straight))
+
+    lines_a, lines_b = metrics(tmp_path / "a"), [m for m in metrics(out_b) if not m.get("eval")]
+    assert [m["step"] for m in lines_b] == list(range(1, 8))  # lines after step 3 dropped and logged again
+    assert [m["loss"] for m in lines_b] == [m["loss"] for m in lines_a]
+    assert [m["lr"] for m in lines_b] == [m["lr"] for m in lines_a]
+    assert [m["step"] for m in metrics(out_b) if m.get("eval")] == [1, 2, 3]
+    assert sorted(p.name for p in (out_b / "checkpoints").iterdir()) == ["step-6", "step-7"]
+    state = json.loads((out_b / "checkpoints" / "step-7" / "trainer_state.json").read_text())
+    assert state["samples_seen"] == json.loads(
+        (tmp_path / "a" / "checkpoints" / "step-7" / "trainer_state.json").read_text()
+    )["samples_seen"]
+
+    with pytest.raises(ValueError, match="batch_size"):
+        train(tiny_t5(), data, collate, TrainConfig(output_dir=str(out_b), **{**config, "batch_size": 4}),
+              resume=True, progress=False)  # fmt: skip
+    with pytest.raises(FileExistsError, match="resume=True"):  # a fresh run never mixes with an old one's checkpoints
+        train(tiny_t5(), data, collate, TrainConfig(output_dir=str(out_b), **config), progress=False)
+
+
+def test_resume_without_checkpoint_starts_fresh(tmp_path: Path) -> None:
+    result = train(tiny_t5(), rows(8), collate, TrainConfig(output_dir=str(tmp_path), max_steps=2, batch_size=4),
+                   resume=True, progress=False)  # fmt: skip
+    assert result.step == 2 and [m["step"] for m in metrics(tmp_path)] == [2]
+
+
+class Recorder(GeneralTracker):
+    """An in-memory accelerate tracker, standing in for tensorboard / wandb."""
+
+    name, requires_logging_directory = "recorder", False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: dict = {}
+        self.logged: list[tuple[int | None, dict]] = []
+        self.finished = False
+
+    @property
+    def tracker(self) -> Recorder:
+        return self
+
+    def store_init_configuration(self, values: dict) -> None:
+        self.config = values
+
+    def log(self, values: dict, step: int | None = None, **kwargs) -> None:
+        self.logged.append((step, values))
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+def test_trackers_get_the_metrics_lines(tmp_path: Path) -> None:
+    recorder = Recorder()
+    config = TrainConfig(output_dir=str(tmp_path), max_steps=4, batch_size=4, log_every=2, log_with=[recorder])
+    train(tiny_t5(), rows(8), collate, config, progress=False)
+    assert [step for step, _ in recorder.logged] == [2, 4]
+    assert recorder.logged[0][1].keys() == {"epoch", "loss", "lr", "examples_per_s", "elapsed"}
+    assert recorder.config["max_steps"] == 4 and recorder.finished
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_cpu_processes_under_accelerate_launch(tmp_path: Path) -> None:
+    # `accelerate launch --cpu` with more than one process goes through mpirun; the multi-process launcher
+    # (torchrun) with ACCELERATE_USE_CPU=1 runs DDP over gloo on CPU instead.
+    script = Path(__file__).with_name("_ddp_train.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "HF_HOME": str(tmp_path / "hf")}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), str(script), str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    ranks = [json.loads((tmp_path / f"rank-{i}.json").read_text()) for i in range(2)]
+    assert [r["num_processes"] for r in ranks] == [2, 2]
+    assert ranks[0]["sha256"] == ranks[1]["sha256"]  # DDP kept the replicas identical
+    assert ranks[0]["loss"] == ranks[1]["loss"]  # the reported loss is averaged over both processes
+    losses = [m["loss"] for m in metrics(tmp_path / "a")]
+    assert len(losses) == 12 and losses[-1] < 0.85 * losses[0]
+    # 32 rows, 4 per process per step: each epoch the two processes see disjoint halves that cover every row
+    for epoch in range(3):
+        halves = [set(r["seen"][16 * epoch : 16 * (epoch + 1)]) for r in ranks]
+        assert len(halves[0]) == len(halves[1]) == 16 and halves[0] | halves[1] == set(range(32))
+    assert ranks[0]["seen"][:16] != ranks[0]["seen"][16:32]  # reshuffled per epoch
+    # cut at step 6 (mid-epoch), resumed to 12: the same end as the straight run; one RNG file per process
+    assert all(r["resumed_max_abs_diff"] < 1e-6 and r["resumed_loss"] == pytest.approx(r["loss"]) for r in ranks)
+    assert [m["step"] for m in metrics(tmp_path / "b")] == list(range(1, 13))
+    files = {p.name for p in (tmp_path / "b" / "checkpoints" / "step-12").iterdir()}
+    assert {"model.safetensors", "random_states_0.pkl", "random_states_1.pkl", "trainer_state.json"} <= files
