@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
+  genret quickstart
+  genret run recipes/dsi-scifact.yaml docids.scheme=atomic output_dir=runs/scifact-atomic
+  genret search --index runs/quickstart/retriever "how do bees make honey"
+  genret evaluate --index runs/quickstart/retriever --data minicorpus
   genret index --data ../shared/data/cranfield --scheme semantic --out indexes/cranfield-semantic
   genret inspect indexes/cranfield-semantic
   genret evaluate --retriever bm25 --data ../shared/data/scifact --run runs/bm25.trec
@@ -51,8 +55,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="run a retriever over a collection's queries and print metrics",
         description="Search every judged query of a split and evaluate the run with ir-measures.",
     )
-    p.add_argument("--retriever", choices=["bm25"], default="bm25", help="which retriever to run")
-    p.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    p.add_argument("--retriever", choices=["bm25", "dense", "dsi"], default=None,
+                   help="which retriever to run (default: dsi with --index, else bm25)")
+    p.add_argument("--index", type=Path, help="a trained retriever folder (genret train / run): evaluates it")
+    p.add_argument("--data", required=True,
+                   help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or 'minicorpus'")
     p.add_argument("--split", default="test", help="qrels split (default: test)")
     p.add_argument("--k", type=int, default=100, help="documents retrieved per query")
     p.add_argument("--measures", nargs="+", help="ir-measures names (default: nDCG@10 R@1 R@10 R@100 RR@10)")
@@ -73,10 +80,39 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_inspect)
 
 
+def _add_recipe_commands(sub: argparse._SubParsersAction) -> None:
+    for name, help_, desc in [
+        ("run", "index -> train -> evaluate a recipe, writing a result folder",
+         "Run a recipe end to end: build the docid index, train the model, save the retriever, and evaluate "
+         "it beside the baselines on the same queries. Writes OUTPUT_DIR/{retriever,train,runs,results.json}."),
+        ("train", "index + train a recipe and save the retriever (no final evaluation)",
+         "Build the docid index and train the model of a recipe; saves OUTPUT_DIR/retriever."),
+    ]:
+        p = sub.add_parser(name, help=help_, description=desc)
+        p.add_argument("recipe", help="recipe YAML file, or the name of a packaged recipe (quickstart, dsi-scifact)")
+        p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. train.epochs=5")
+        p.add_argument("--resume", action="store_true", help="continue from the latest training checkpoint")
+        p.add_argument("--check", action="store_true", help="fail if metrics miss the recipe's `expected`")
+        p.set_defaults(handler=cmd_run, evaluate_after=name == "run")
+    p = sub.add_parser("quickstart", help="train and evaluate a small index of the embedded corpus (minutes, CPU)",
+                       description="Runs the packaged quickstart recipe on the embedded minicorpus.")
+    p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. output_dir=runs/qs")
+    p.add_argument("--resume", action="store_true", help="continue from the latest training checkpoint")
+    p.add_argument("--check", action="store_true", help="fail if metrics miss the recipe's `expected`")
+    p.set_defaults(handler=cmd_run, recipe="quickstart", evaluate_after=True)
+
+    p = sub.add_parser("search", help="search a trained retriever with a query",
+                       description="Print the top-k documents a trained retriever generates for each query.")
+    p.add_argument("--index", type=Path, required=True, help="trained retriever folder")
+    p.add_argument("queries", nargs="+", help="query text(s)")
+    p.add_argument("-k", type=int, default=10, help="documents per query")
+    p.set_defaults(handler=cmd_search)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genret",
-        description="genret: generative retrieval. Build docid indexes, evaluate retrievers, inspect artifacts.",
+        description="genret: generative retrieval. Index a corpus, train a model to memorize it, search, evaluate.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -85,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index(sub)
     _add_evaluate(sub)
     _add_inspect(sub)
+    _add_recipe_commands(sub)
     return parser
 
 
@@ -118,13 +155,29 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retriever(args: argparse.Namespace, corpus: object) -> object:
+    if args.retriever == "dsi":
+        from genret.retrievers.dsi import DsiRetriever
+
+        if args.index is None:
+            raise SystemExit("genret evaluate: --retriever dsi needs --index DIR (a trained retriever folder)")
+        return DsiRetriever.from_pretrained(args.index)
+    if args.retriever == "dense":
+        from genret.retrievers.dense import DenseRetriever
+
+        return DenseRetriever.index(corpus)
+    from genret.retrievers.bm25 import BM25Retriever
+
+    return BM25Retriever.index(corpus, stemmer=args.stemmer)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from genret.evaluation import DEFAULT_MEASURES, evaluate, format_metrics, write_trec_run
-    from genret.retrievers.bm25 import BM25Retriever
     from indexing.corpus import load_beir
 
+    args.retriever = args.retriever or ("dsi" if args.index else "bm25")
     data = load_beir(args.data, split=args.split)
-    retriever = BM25Retriever.index(data.corpus, stemmer=args.stemmer)
+    retriever = _retriever(args, data.corpus)
     run = retriever.search(data.queries, k=args.k)
     metrics = evaluate(run, data.qrels, tuple(args.measures) if args.measures else DEFAULT_MEASURES)
     print(f"{args.retriever} on {args.data} ({args.split}: {len(data.queries)} queries, "
@@ -136,6 +189,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from genret.pipeline import check_expected, format_results, run_recipe
+    from genret.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    results = run_recipe(recipe, resume=args.resume, evaluate_after=args.evaluate_after)
+    if not args.evaluate_after:
+        print(f"trained {results['train_steps']} steps (loss {results['final_loss']:.4f}); "
+              f"retriever saved to {results['retriever']}")
+        return 0
+    print(format_results(results))
+    print(f"\nresults: {recipe.output_dir}/results.json  retriever: {recipe.output_dir}/retriever")
+    if args.check:
+        problems = check_expected(results, recipe.expected)
+        for line in problems:
+            print(f"MISSED {line}", file=sys.stderr)
+        return 1 if problems else 0
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from genret.retrievers.dsi import DsiRetriever
+
+    retriever = DsiRetriever.from_pretrained(args.index)
+    identifiers = dict(zip(retriever.index.docids.doc_ids, retriever.index.docids.identifiers, strict=True))
+    queries = {str(i): q for i, q in enumerate(args.queries)}
+    run = retriever.search(queries, k=args.k, progress=False)
+    for qid, text in queries.items():
+        print(f"query: {text}")
+        for rank, (doc, score) in enumerate(run[qid].items(), start=1):
+            print(f"  {rank:3d}  {doc:20s} {score:10.4f}  id {identifiers[doc]}")
     return 0
 
 
@@ -167,11 +254,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the input (bad files, damaged artifacts): shown as one message, no traceback."""
+    from genret.config import ConfigError
     from indexing.artifacts import ArtifactError
     from indexing.corpus import CorpusError
     from indexing.docids.base import DocidError
 
-    return (ArtifactError, CorpusError, DocidError, FileNotFoundError, FileExistsError)
+    return (ArtifactError, ConfigError, CorpusError, DocidError, FileNotFoundError, FileExistsError)
 
 
 def main(argv: list[str] | None = None) -> int:

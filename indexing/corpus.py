@@ -275,6 +275,19 @@ def _from_hub(name: str, kind: str) -> datasets.Dataset:
     return _pick_split(loaded, kind, name)
 
 
+def _hub_qrels(name: str, split: str) -> dict[str, dict[str, int]]:
+    """BEIR qrels on the hub (``BeIR/scifact-qrels``: columns query-id, corpus-id, score), one split."""
+    try:
+        rows = datasets.load_dataset(f"{name}-qrels", split=split)
+    except Exception as err:
+        raise FileNotFoundError(f"{name!r} is not a local BEIR folder, and its qrels {name}-qrels[{split}] could "
+                                f"not be loaded from the Hugging Face hub ({type(err).__name__}: {err})") from err
+    qrels: dict[str, dict[str, int]] = {}
+    for row in rows:
+        qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
+    return qrels
+
+
 def _looks_like_path(source: str | os.PathLike[str]) -> bool:
     text = os.fspath(source)
     suffixes = Path(text.removesuffix(".gz")).suffix.lower()
@@ -430,13 +443,17 @@ def load_beir(
     check_option("on_duplicate", on_duplicate)
     check_option("on_dangling", on_dangling)
     path = Path(resolve(folder))
-    if not path.is_dir():
+    if path.is_dir():
+        qrels = load_qrels(path, split)  # first: a missing split fails before the corpus is read
+        where = str(qrels_path(path, split))
+        source: Source = path
+    elif _looks_like_path(folder):
         raise FileNotFoundError(f"not a BEIR folder: {path}")
-    qrels = load_qrels(path, split)  # first: a missing split fails before the corpus is read
-    corpus = load_corpus(path, on_duplicate=on_duplicate)
-    queries = load_queries(path, on_duplicate=on_duplicate)
-    check_qrels(qrels, _arrow(corpus)["_id"].to_pylist(), queries, on_dangling=on_dangling,
-                name=str(qrels_path(path, split)))
+    else:  # a hub dataset in BEIR's layout: NAME (corpus, queries configs) and NAME-qrels
+        qrels, where, source = _hub_qrels(str(folder), split), f"{folder}-qrels[{split}]", str(folder)
+    corpus = load_corpus(source, on_duplicate=on_duplicate)
+    queries = load_queries(source, on_duplicate=on_duplicate)
+    check_qrels(qrels, _arrow(corpus)["_id"].to_pylist(), queries, on_dangling=on_dangling, name=where)
     return BeirData(corpus, {qid: text for qid, text in queries.items() if qid in qrels}, qrels)
 
 

@@ -1,0 +1,209 @@
+"""Run a recipe end to end: index -> training pairs -> model -> train -> save -> search -> evaluate.
+
+``run_recipe(recipe)`` writes one result folder: ``retriever/`` (the trained index, loadable with
+``DsiRetriever.from_pretrained``), ``train/`` (metrics.jsonl, checkpoints), ``runs/*.trec`` and
+``results.json`` with every system's metrics on the same queries, BM25 (and dense) beside genret.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genret.config import to_dict
+from genret.data import Seq2SeqCollator, build_training_pairs
+from genret.evaluation import Qrels, Run, evaluate, write_trec_run
+from genret.models import build_model
+from genret.recipe import Recipe
+from genret.retrievers.dsi import DsiRetriever
+from genret.training import train
+from indexing.corpus import load_beir, load_qrels, load_queries
+from indexing.docids import make_scheme
+from indexing.index import build_index
+from indexing.tokenizer import load_tokenizer
+
+
+@dataclass
+class EvalSet:
+    """Queries and their judgments, evaluated the same way for every system."""
+
+    queries: dict[str, str]
+    qrels: Qrels
+
+
+def memorization_set(corpus: Any, limit: int | None = None) -> EvalSet:
+    """Each document's own text as the query (cut to the first tokens by the retriever) -> that document.
+
+    R@1 on this set measures how much of the corpus the model has memorized.
+    """
+    from genret.data import document_texts
+
+    texts = document_texts(corpus)
+    ids = corpus["_id"]
+    rows = [i for i, text in enumerate(texts) if text.strip()]
+    if limit is not None:
+        rows = rows[:limit]
+    return EvalSet({ids[i]: texts[i] for i in rows}, {ids[i]: {ids[i]: 1} for i in rows})
+
+
+def limit_corpus(corpus: Any, keep: set[str], max_docs: int) -> Any:
+    """The documents in ``keep`` plus the first others (corpus order) up to ``max_docs``, in corpus order."""
+    ids = corpus["_id"]
+    budget = max(0, max_docs - sum(1 for d in ids if d in keep))
+    rows = []
+    for i, doc in enumerate(ids):
+        if doc in keep:
+            rows.append(i)
+        elif budget:
+            rows.append(i)
+            budget -= 1
+    return corpus.select(rows)
+
+
+def _first(queries: dict[str, str], qrels: Qrels, n: int | None) -> EvalSet:
+    keep = list(queries)[:n] if n is not None else list(queries)
+    return EvalSet({q: queries[q] for q in keep}, {q: qrels[q] for q in keep})
+
+
+def _baseline(name: str, corpus: Any) -> Any:
+    if name == "bm25":
+        from genret.retrievers.bm25 import BM25Retriever
+
+        return BM25Retriever.index(corpus, show_progress=False)
+    if name == "dense":
+        from genret.retrievers.dense import DenseRetriever
+
+        return DenseRetriever.index(corpus)
+    raise ValueError(f"unknown baseline {name!r}; known: bm25, dense")
+
+
+def run_recipe(
+    recipe: Recipe, resume: bool = False, progress: bool = True, evaluate_after: bool = True
+) -> dict[str, Any]:
+    """Run ``recipe``; returns (and writes to ``output_dir/results.json``) every system's metrics.
+
+    ``evaluate_after=False`` stops after saving the trained retriever (``genret train``).
+    """
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    data = load_beir(recipe.data.path, split=recipe.data.eval_split)
+    train_queries, train_qrels = None, None
+    if recipe.data.train_split:
+        train_qrels = load_qrels(recipe.data.path, recipe.data.train_split)
+        all_queries = load_queries(recipe.data.path)
+        train_queries = {q: all_queries[q] for q in train_qrels if q in all_queries}
+
+    if recipe.data.max_docs is not None:
+        judged = {d for rel in [*data.qrels.values(), *(train_qrels or {}).values()] for d in rel}
+        data.corpus = limit_corpus(data.corpus, judged, recipe.data.max_docs)
+    tokenizer = load_tokenizer(recipe.docids.tokenizer)
+    index = build_index(data.corpus, make_scheme(recipe.docids.scheme, **recipe.docids.params), tokenizer,
+                        source=recipe.data.path)
+    timings["index_s"] = time.perf_counter() - start
+
+    pairs = build_training_pairs(
+        data.corpus, index.docids, queries=train_queries, qrels=train_qrels,
+        pseudo_queries=recipe.pairs.pseudo_queries, queries_per_doc=recipe.pairs.queries_per_doc,
+        index_views=tuple(recipe.pairs.index_views), spans_per_doc=recipe.pairs.spans_per_doc,
+        task_weights=recipe.pairs.task_weights or None, seed=recipe.pairs.seed, progress=progress,
+    )
+    model, hf_tokenizer = build_model(recipe.model, index.docids)
+    memo = memorization_set(data.corpus, recipe.data.memorization_docs)
+
+    def probe(trained: Any) -> dict[str, float]:
+        n = recipe.eval.during_training
+        retriever = DsiRetriever(trained, hf_tokenizer, index, recipe.search, device=str(trained.device))
+        subset = _first(memo.queries, memo.qrels, n)
+        run = retriever.search(subset.queries, k=1, progress=False)
+        trained.train()
+        return {"memorization_R@1": evaluate(run, subset.qrels, ("R@1",))["R@1"]}
+
+    t0 = time.perf_counter()
+    train_config = recipe.train
+    train_config.output_dir = str(out / "train")
+    result = train(model, pairs, Seq2SeqCollator(hf_tokenizer, recipe.pairs.max_source_length), train_config,
+                   evaluate=probe if recipe.eval.during_training else None, resume=resume, progress=progress)
+    timings["train_s"] = time.perf_counter() - t0
+
+    retriever = DsiRetriever(result.model, hf_tokenizer, index, recipe.search)
+    retriever.save_pretrained(out / "retriever", overwrite=True)
+    if not evaluate_after:
+        return {"recipe": recipe.name, "retriever": str(out / "retriever"), "train_steps": result.step,
+                "final_loss": result.loss, "timings": timings}
+
+    queries = _first(data.queries, data.qrels, recipe.data.max_eval_queries)
+    sets = {"queries": queries, "memorization": memo}
+    systems: dict[str, Any] = {"genret": retriever}
+    for name in recipe.eval.baselines:
+        systems[name] = _baseline(name, data.corpus)
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    (out / "runs").mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    for set_name, eval_set in sets.items():
+        for system, retriever_ in systems.items():
+            run: Run = retriever_.search(eval_set.queries, k=recipe.eval.k)
+            write_trec_run(run, out / "runs" / f"{system}.{set_name}.trec", tag=system)
+            measures = recipe.eval.measures if set_name == "queries" else ["R@1", "R@10"]
+            metrics.setdefault(set_name, {})[system] = evaluate(run, eval_set.qrels, tuple(measures))
+    timings["eval_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - start
+
+    results = {
+        "recipe": recipe.name,
+        "data": recipe.data.path,
+        "documents": len(index),
+        "queries": len(queries.queries),
+        "train_pairs": len(pairs),
+        "train_steps": result.step,
+        "final_loss": result.loss,
+        "metrics": metrics,
+        "timings": timings,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """The metrics tables of ``run_recipe``'s results, one per query set, systems side by side."""
+    lines = [f"{results['recipe']}: {results['documents']} documents, {results['train_steps']} steps, "
+             f"{results['timings']['total_s']:.0f} s"]
+    for set_name, by_system in results["metrics"].items():
+        systems = list(by_system)
+        measures = list(next(iter(by_system.values())))
+        lines.append("")
+        lines.append(f"{set_name} ({results['queries'] if set_name == 'queries' else 'own text as query'})")
+        lines.append(f"{'measure':10s}" + "".join(f"{s:>10s}" for s in systems))
+        for m in measures:
+            lines.append(f"{m:10s}" + "".join(f"{by_system[s][m]:10.4f}" for s in systems))
+    return "\n".join(lines)
+
+
+
+
+def check_expected(
+    results: dict[str, Any], expected: dict[str, dict[str, float]], tolerance: float = 0.02
+) -> list[str]:
+    """Where measured metrics fall short of a recipe's ``expected`` by more than ``tolerance``.
+
+    Keys of ``expected`` are ``system`` or ``set/system`` (default set: ``queries``).
+    """
+    problems = []
+    for key, measures in expected.items():
+        set_name, _, system = key.rpartition("/")
+        got = results["metrics"].get(set_name or "queries", {}).get(system)
+        if got is None:
+            problems.append(f"{key}: no such system/set in the results")
+            continue
+        for measure, value in measures.items():
+            if measure not in got:
+                problems.append(f"{key} {measure}: not measured")
+            elif got[measure] < value - tolerance:
+                problems.append(f"{key} {measure}: {got[measure]:.4f} < expected {value:.4f} - {tolerance}")
+    return problems

@@ -1,0 +1,115 @@
+"""The recipe schema: one YAML file says which corpus, docids, training pairs, model, training and search.
+
+``load_recipe(path, overrides)`` reads ``recipes/*.yaml`` into these dataclasses; unknown keys and
+wrong types are errors naming the key path (``genret.config``). ``expected`` holds the metrics the
+recipe's header promises, checked by ``genret run --check`` (pyserini's 2CR habit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genret.config import load_config
+from genret.models import ModelConfig
+from genret.retrievers.dsi import SearchConfig
+from genret.training import TrainConfig
+
+RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+@dataclass
+class DataConfig:
+    """Where the corpus, training queries and evaluation queries come from."""
+
+    path: str = "minicorpus"
+    """A BEIR folder, a built-in name (``minicorpus``) or a hub dataset with the network."""
+    train_split: str | None = "train"
+    """qrels split whose queries train the retrieval task; None when the corpus has none."""
+    eval_split: str = "test"
+    """qrels split evaluated at the end."""
+    max_docs: int | None = None
+    """Keep every document judged in the train/eval splits plus the first others up to this many."""
+    max_eval_queries: int | None = None
+    """Evaluate only the first N judged queries (quick runs); None = all."""
+    memorization_docs: int | None = None
+    """Documents probed for memorization (their own first tokens as the query); None = all."""
+
+
+@dataclass
+class DocidConfig:
+    """Which identifiers the model learns to generate."""
+
+    scheme: str = "semantic"
+    """atomic | naive | semantic | title | url (``indexing.docids``)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Scheme parameters, e.g. ``{k: 10, c: 100, encoder: minilm}``."""
+    tokenizer: str = "minilm"
+    """Tokenizer the identifiers are encoded for; must be the model's."""
+
+
+@dataclass
+class PairsConfig:
+    """Training pairs (``genret.data.build_training_pairs``)."""
+
+    index_views: list[str] = field(default_factory=lambda: ["text"])
+    """Document views for the indexing task: "text" (first tokens), "chunks" (consecutive segments)."""
+    spans_per_doc: int = 0
+    """Random word spans per document, as extra indexing examples."""
+    pseudo_queries: str | None = "spans"
+    """Pseudo-query generator: "spans" (offline), a seq2seq model name (doc2query), or None."""
+    queries_per_doc: int = 0
+    """Pseudo-queries per document."""
+    task_weights: dict[str, float] = field(default_factory=dict)
+    """Multiples per task, e.g. {indexing: 1, retrieval: 2}: the indexing:retrieval ratio."""
+    max_source_length: int = 64
+    """Source tokens kept in training (documents are cut to their first L tokens)."""
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    """Final evaluation."""
+
+    k: int = 10
+    """Documents retrieved per query by the DSI model (beams >= k)."""
+    measures: list[str] = field(default_factory=lambda: ["nDCG@10", "R@1", "R@10", "RR@10"])
+    baselines: list[str] = field(default_factory=lambda: ["bm25"])
+    """Baselines run on the same queries: "bm25", "dense" (all-MiniLM-L6-v2)."""
+    during_training: int = 0
+    """Queries probed (memorization) at each train.eval_every; 0 = none."""
+
+
+@dataclass
+class Recipe:
+    """A complete experiment: index -> pairs -> model -> train -> search -> evaluate."""
+
+    name: str = "recipe"
+    output_dir: str = "runs/recipe"
+    data: DataConfig = field(default_factory=DataConfig)
+    docids: DocidConfig = field(default_factory=DocidConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    expected: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Metrics the recipe header promises: {system: {measure: value}}; checked within a tolerance."""
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file: a path, or the name of a packaged recipe (``quickstart``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = RECIPES / f"{Path(str(name_or_path)).stem}.yaml"
+    if packaged.is_file():
+        return packaged
+    raise FileNotFoundError(f"no recipe {name_or_path!r}: not a file, and not one of the packaged recipes "
+                            f"({', '.join(sorted(p.stem for p in RECIPES.glob('*.yaml')))})")
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe YAML (strict schema) with ``key.sub=value`` overrides applied."""
+    return load_config(Recipe, resolve_recipe(name_or_path), overrides)

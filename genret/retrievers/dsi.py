@@ -1,0 +1,141 @@
+"""DSI retrieval: a seq2seq model that generates docids under the docid trie, mapped back to documents.
+
+``DsiRetriever.search(queries, k)`` runs batched beam search (beams >= k) through
+``model.generate`` with one ``ConstrainedLogitsProcessor`` over a ``TrieConstraint``, so every
+returned sequence is a real identifier by construction. Scores are the beams' summed token
+log-probabilities (``length_penalty=0``). Under ``accelerate launch`` the queries are split across
+processes and one Run is gathered.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import LogitsProcessorList
+
+from genret.config import from_dict, to_dict
+from genret.constraints import ConstrainedLogitsProcessor, TrieConstraint
+from genret.evaluation import Run
+from genret.models import load_model, save_model
+from indexing.artifacts import read_manifest, write_artifact
+from indexing.index import DocidIndex
+
+KIND = "dsi-retriever"
+
+
+@dataclass
+class SearchConfig:
+    """How a DSI retriever searches."""
+
+    num_beams: int = 10
+    """Beams per query; raised to k when a search asks for more documents."""
+    batch_size: int = 16
+    """Queries per generate call."""
+    max_source_length: int = 64
+    """Query tokens kept (the rest is truncated)."""
+
+
+def _device(name: str | None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class DsiRetriever:
+    """A trained corpus-in-model index: model + tokenizer + docid index (identifiers and trie)."""
+
+    def __init__(self, model: Any, tokenizer: Any, index: DocidIndex, config: SearchConfig | None = None,
+                 device: str | None = None) -> None:
+        self.model = model.to(_device(device)).eval()
+        self.tokenizer = tokenizer
+        self.index = index
+        self.config = config or SearchConfig()
+        pad = model.generation_config.pad_token_id
+        self.fill_token_id = int(pad if pad is not None else index.docids.eos_token_id)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def search_texts(self, texts: list[str], k: int = 10) -> list[list[tuple[int, float]]]:
+        """Top-k (document row, score) for each text, best first; one generate call per batch."""
+        trie = self.index.trie
+        k = min(k, len(self.index))
+        beams = max(self.config.num_beams, k)
+        enc = self.tokenizer(texts, truncation=True, max_length=self.config.max_source_length, padding=True,
+                             return_tensors="pt").to(self.device)
+        processor = ConstrainedLogitsProcessor(TrieConstraint(trie, self.fill_token_id), num_beams=beams)
+        out = self.model.generate(
+            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+            logits_processor=LogitsProcessorList([processor]),
+            num_beams=beams, num_return_sequences=k, do_sample=False, length_penalty=0.0, early_stopping=True,
+            max_new_tokens=trie.max_depth, output_scores=True, return_dict_in_generate=True,
+        )
+        if out.sequences_scores is not None:
+            scores = out.sequences_scores
+        else:  # greedy: sum the chosen tokens' log-probabilities
+            steps = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+            scores = torch.where(torch.isfinite(steps), steps, 0.0).sum(dim=1)
+        seqs = out.sequences[:, 1:].cpu().numpy().astype(np.int64)
+        docs = trie.lookup_batch(seqs)  # a row ends at its first eos; padding after it is ignored
+        if (docs < 0).any():
+            bad = seqs[np.flatnonzero(docs < 0)[0]].tolist()
+            raise RuntimeError(f"constrained decoding produced a sequence that is not an identifier: {bad}")
+        scores = scores.float().cpu().numpy().reshape(len(texts), k)
+        docs = docs.reshape(len(texts), k)
+        return [list(zip(d.tolist(), s.tolist(), strict=True)) for d, s in zip(docs, scores, strict=True)]
+
+    def search(self, queries: dict[str, str], k: int = 10, progress: bool = True) -> Run:
+        """``{qid: {doc_id: score}}`` for the top ``k`` documents of every query."""
+        from accelerate import PartialState
+        from accelerate.utils import gather_object
+
+        state = PartialState()
+        qids = list(queries)
+        if state.num_processes > 1:
+            with state.split_between_processes(qids) as mine:
+                local = self._search(list(mine), queries, k, progress and state.is_main_process)
+            run: Run = {}
+            for part in gather_object([local]):
+                run.update(part)
+            return run
+        return self._search(qids, queries, k, progress)
+
+    def _search(self, qids: list[str], queries: dict[str, str], k: int, progress: bool) -> Run:
+        doc_ids = self.index.docids.doc_ids
+        run: Run = {}
+        size = self.config.batch_size
+        bar = tqdm(total=len(qids), desc="search", unit="q", disable=not progress or len(qids) <= size)
+        for start in range(0, len(qids), size):
+            batch = qids[start : start + size]
+            for qid, hits in zip(batch, self.search_texts([queries[q] for q in batch], k), strict=True):
+                run[qid] = {doc_ids[d]: s for d, s in hits}
+            bar.update(len(batch))
+        bar.close()
+        return run
+
+    def save_pretrained(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Model (safetensors), tokenizer, identifiers, trie and search config as one verified folder."""
+
+        def write(tmp: Path) -> None:
+            save_model(self.model, self.tokenizer, tmp / "model")
+            self.index.write_files(tmp / "index")
+
+        config = {"search": to_dict(self.config), "index": self.index.config()}
+        return write_artifact(path, KIND, write, config=config, counts=self.index.counts(), overwrite=overwrite)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> DsiRetriever:
+        """Load a saved retriever after verifying its manifest and every checksum."""
+        folder = Path(path)
+        manifest = read_manifest(folder, kind=KIND)
+        model, tokenizer = load_model(folder / "model")
+        index = DocidIndex.from_files(folder / "index", manifest["config"]["index"])
+        return cls(model, tokenizer, index, from_dict(SearchConfig, manifest["config"]["search"]), device=device)
