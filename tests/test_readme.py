@@ -24,7 +24,7 @@ def test_readme_python_blocks_run(tmp_path: Path) -> None:
 
 
 def test_readme_command_line_examples_run(tmp_path: Path) -> None:
-    section = README.read_text().split("## Command line", 1)[1]
+    section = README.read_text().split("## Indexing from the command line", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, flags=re.S)
     assert block is not None
     commands = [line for line in block.group(1).splitlines() if line.startswith("genret ")]
