@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,12 +132,16 @@ def run_recipe(
     result = train(model, pairs, Seq2SeqCollator(hf_tokenizer, recipe.pairs.max_source_length), train_config,
                    evaluate=probe if recipe.eval.during_training else None, resume=resume, progress=progress)
     timings["train_s"] = time.perf_counter() - t0
+    final_loss, log = result.loss, Path(train_config.output_dir) / "metrics.jsonl"
+    if math.isnan(final_loss) and log.is_file():  # resumed a finished run: no step ran now; nan is not JSON
+        logged = [json.loads(line) for line in log.read_text().splitlines()]
+        final_loss = next((m["loss"] for m in reversed(logged) if "loss" in m), final_loss)  # the last logged
 
     retriever = DsiRetriever(result.model, hf_tokenizer, index, recipe.search)
     retriever.save_pretrained(out / "retriever", overwrite=True)
     if not evaluate_after:
         return {"recipe": recipe.name, "retriever": str(out / "retriever"), "train_steps": result.step,
-                "final_loss": result.loss, "timings": timings}
+                "final_loss": final_loss, "timings": timings}
 
     queries = _first(data.queries, data.qrels, recipe.data.max_eval_queries)
     sets = {"queries": queries, "memorization": memo}
@@ -162,7 +167,7 @@ def run_recipe(
         "queries": len(queries.queries),
         "train_pairs": len(pairs),
         "train_steps": result.step,
-        "final_loss": result.loss,
+        "final_loss": final_loss,
         "metrics": metrics,
         "timings": timings,
     }

@@ -72,17 +72,27 @@ class DsiRetriever:
         enc = self.tokenizer(texts, truncation=True, max_length=self.config.max_source_length, padding=True,
                              return_tensors="pt").to(self.device)
         processor = ConstrainedLogitsProcessor(TrieConstraint(trie, self.fill_token_id), num_beams=beams)
+        greedy = beams == 1  # generate's greedy search: no sequences_scores, and beam-only flags are not valid
+        # early_stopping="never" (exact for length_penalty=0): with True, generate stops once num_beams hypotheses
+        # are finished, counting copies of the beams it starts at -1e9 when the trie leaves fewer candidates than
+        # that; with k near the number of documents some ids were never reached and repeats scored -1e9 came back
         out = self.model.generate(
             input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
             logits_processor=LogitsProcessorList([processor]),
-            num_beams=beams, num_return_sequences=k, do_sample=False, length_penalty=0.0, early_stopping=True,
-            max_new_tokens=trie.max_depth, output_scores=True, return_dict_in_generate=True,
+            num_beams=beams, num_return_sequences=k, do_sample=False,
+            **({} if greedy else {"length_penalty": 0.0, "early_stopping": "never"}),
+            max_new_tokens=trie.max_depth, output_scores=not greedy, output_logits=greedy,
+            return_dict_in_generate=True,
         )
-        if out.sequences_scores is not None:
+        if not greedy:
             scores = out.sequences_scores
-        else:  # greedy: sum the chosen tokens' log-probabilities
-            steps = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-            scores = torch.where(torch.isfinite(steps), steps, 0.0).sum(dim=1)
+        else:  # greedy: sum the chosen tokens' log-probabilities under the model (unmasked logits, as beam
+            # search scores them), up to and including the first eos; the padding after it does not count
+            steps = self.model.compute_transition_scores(out.sequences, out.logits, normalize_logits=True)
+            chosen = out.sequences[:, -steps.shape[1] :]
+            is_eos = (chosen == trie.eos_token_id).long()
+            after_eos = (is_eos.cumsum(dim=1) - is_eos) > 0
+            scores = torch.where(after_eos, 0.0, steps).sum(dim=1)
         seqs = out.sequences[:, 1:].cpu().numpy().astype(np.int64)
         docs = trie.lookup_batch(seqs)  # a row ends at its first eos; padding after it is ignored
         if (docs < 0).any():
@@ -95,9 +105,11 @@ class DsiRetriever:
     def search(self, queries: dict[str, str], k: int = 10, progress: bool = True) -> Run:
         """``{qid: {doc_id: score}}`` for the top ``k`` documents of every query."""
         from accelerate import PartialState
-        from accelerate.utils import gather_object
+        from accelerate.utils import gather_object, parse_flag_from_env
 
-        state = PartialState()
+        # cpu= as Accelerator reads it: without it a CPU run under `accelerate launch` (ACCELERATE_USE_CPU=1)
+        # is not seen as distributed and every process would search every query
+        state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
         qids = list(queries)
         if state.num_processes > 1:
             with state.split_between_processes(qids) as mine:

