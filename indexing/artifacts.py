@@ -78,6 +78,7 @@ def write_artifact(
             "counts": counts or {},
             "files": files,
         }
+        manifest["digest"] = _digest(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -114,9 +115,18 @@ def read_manifest(path: str | os.PathLike, kind: str | None = None, verify: bool
         )
     if kind is not None and manifest.get("kind") != kind:
         raise ArtifactError(f"{folder}: holds a {manifest.get('kind')!r} artifact, expected {kind!r}")
+    if manifest.get("digest") != _digest(manifest):
+        raise ArtifactError(f"{manifest_path}: the manifest was modified or damaged (its digest does not match "
+                            f"its content); {rebuild}")
     if verify:
         verify_files(folder, manifest)
     return manifest
+
+
+def _digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's content without its own digest, so edits to the manifest are caught too."""
+    body = {k: v for k, v in manifest.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def verify_files(folder: Path, manifest: dict[str, Any]) -> None:

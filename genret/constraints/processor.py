@@ -29,8 +29,10 @@ constraint still never lets an invalid token through, but such rows decode nothi
 **Scores.** Disallowed tokens become ``-inf``; allowed ones keep the model's score (under beam
 search its log-probability, not renormalised over the allowed tokens: the same arithmetic as
 ``prefix_allowed_tokens_fn``, so the beams and scores are GENRE's). With ``num_beams=k``,
-``num_return_sequences=k``, ``length_penalty=0.0``, ``max_new_tokens=trie.max_depth``,
-``output_scores=True`` and ``return_dict_in_generate=True``, every returned sequence is an
+``num_return_sequences=k``, ``length_penalty=0.0``, ``early_stopping="never"`` (with ``True``,
+beam search may stop on padded placeholder beams before the longer identifiers are reached),
+``max_new_tokens=trie.max_depth``, ``output_scores=True`` and ``return_dict_in_generate=True``,
+every returned sequence is an
 identifier + eos (then padding, which beam search writes as eos when pad is 0) and
 ``sequences_scores`` is its log-probability, whenever ``k`` is at most the number of
 identifiers: a live beam always has an allowed continuation, every identifier ends within

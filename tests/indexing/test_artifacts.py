@@ -106,3 +106,11 @@ def test_overwrite_is_explicit_and_atomic(tmp_path: Path) -> None:
     write_artifact(out, "k", _write, config={"v": 2}, overwrite=True)
     assert read_manifest(out)["config"] == {"v": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
+
+
+def test_edited_manifest_is_refused(tmp_path: Path) -> None:
+    out = write_artifact(tmp_path / "art", "k", _write, config={"num_beams": 10})
+    text = (out / "manifest.json").read_text()
+    (out / "manifest.json").write_text(text.replace('"num_beams": 10', '"num_beams": 11'))
+    with pytest.raises(ArtifactError, match="manifest was modified"):
+        read_manifest(out)
