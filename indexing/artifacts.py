@@ -96,7 +96,7 @@ def write_artifact(
 def read_manifest(path: str | os.PathLike, kind: str | None = None, verify: bool = True) -> dict[str, Any]:
     """Read and check an artifact's manifest; with ``verify`` also every file's size and sha256."""
     folder = Path(path)
-    rebuild = "rebuild it (e.g. `genret index ... --overwrite`)"
+    rebuild = "rebuild it with the command that wrote it (genret index, train or run)"
     if not folder.is_dir():
         raise ArtifactError(f"{folder}: not an artifact folder (it does not exist or is not a directory)")
     manifest_path = folder / MANIFEST
