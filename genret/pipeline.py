@@ -100,6 +100,11 @@ def run_recipe(
         train_qrels = load_qrels(recipe.data.path, recipe.data.train_split)
         all_queries = load_queries(recipe.data.path)
         train_queries = {q: all_queries[q] for q in train_qrels if q in all_queries}
+    heldout = EvalSet({}, {})
+    if train_qrels and recipe.data.heldout_queries:  # withheld from training, probed while it runs
+        held = list(train_qrels)[-recipe.data.heldout_queries :]
+        heldout = EvalSet({q: train_queries[q] for q in held if q in train_queries}, {q: train_qrels[q] for q in held})
+        train_qrels = {q: rel for q, rel in train_qrels.items() if q not in heldout.qrels}
 
     if recipe.data.max_docs is not None:
         judged = {d for rel in [*data.qrels.values(), *(train_qrels or {}).values()] for d in rel}
@@ -123,8 +128,12 @@ def run_recipe(
         retriever = DsiRetriever(trained, hf_tokenizer, index, recipe.search, device=str(trained.device))
         subset = _first(memo.queries, memo.qrels, n)
         run = retriever.search(subset.queries, k=1, progress=False)
+        metrics = {"memorization_R@1": evaluate(run, subset.qrels, ("R@1",))["R@1"]}
+        if heldout.queries:
+            run = retriever.search(heldout.queries, k=recipe.eval.k, progress=False)
+            metrics.update({f"heldout_{m}": v for m, v in evaluate(run, heldout.qrels, ("nDCG@10", "R@10")).items()})
         trained.train()
-        return {"memorization_R@1": evaluate(run, subset.qrels, ("R@1",))["R@1"]}
+        return metrics
 
     t0 = time.perf_counter()
     train_config = recipe.train

@@ -29,6 +29,8 @@ class DataConfig:
     """qrels split whose queries train the retrieval task; None when the corpus has none."""
     eval_split: str = "test"
     """qrels split evaluated at the end."""
+    heldout_queries: int = 0
+    """Train-split queries withheld from training and evaluated at every train.eval_every (never test)."""
     max_docs: int | None = None
     """Keep every document judged in the train/eval splits plus the first others up to this many."""
     max_eval_queries: int | None = None
@@ -78,7 +80,7 @@ class EvalConfig:
     baselines: list[str] = field(default_factory=lambda: ["bm25"])
     """Baselines run on the same queries: "bm25", "dense" (all-MiniLM-L6-v2)."""
     during_training: int = 0
-    """Queries probed (memorization) at each train.eval_every; 0 = none."""
+    """Documents probed for memorization at each train.eval_every (plus data.heldout_queries); 0 = no probe."""
 
 
 @dataclass

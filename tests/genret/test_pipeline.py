@@ -26,7 +26,8 @@ MEASURES = ["nDCG@5", "R@1", "R@5", "RR@5"]
 RECIPE = """
 name: tiny
 output_dir: runs/never-used
-data: {path: minicorpus, train_split: train, eval_split: test, max_eval_queries: 8, memorization_docs: 8}
+data: {path: minicorpus, train_split: train, eval_split: test, max_eval_queries: 8, memorization_docs: 8,
+       heldout_queries: 5}
 docids: {scheme: semantic, params: {k: 10, c: 10, encoder: tfidf}, tokenizer: minilm}
 pairs: {index_views: [text], spans_per_doc: 0, task_weights: {indexing: 1, retrieval: 1}, max_source_length: 32}
 model:
@@ -67,6 +68,7 @@ def test_results_hold_every_system_on_both_query_sets(finished) -> None:
     assert json.loads((out / "results.json").read_text()) == results
     assert results["documents"] == 200 and results["queries"] == 8 and results["train_steps"] == 30
     assert math.isfinite(results["final_loss"])
+    assert results["train_pairs"] == 200 + 200 - 5  # indexing + train queries, less the 5 held out
     metrics = results["metrics"]
     assert set(metrics) == {"queries", "memorization"}
     for system in ("genret", "bm25"):
@@ -100,6 +102,7 @@ def test_run_files_and_training_logs(finished) -> None:
     assert [m["step"] for m in lines if not m.get("eval")] == [10, 20, 30]
     probes = [m for m in lines if m.get("eval")]  # the greedy (num_beams=1) memorization probe
     assert [m["step"] for m in probes] == [15, 30] and all(0 <= m["memorization_R@1"] <= 1 for m in probes)
+    assert all(0 <= m["heldout_nDCG@10"] <= 1 and 0 <= m["heldout_R@10"] <= 1 for m in probes)
 
 
 def test_saved_retriever_loads_searches_like_the_run_and_passes_inspect(finished, capsys) -> None:
