@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from genret.cli import main
 from genret.evaluation import evaluate, read_trec_run
@@ -40,13 +39,6 @@ eval: {k: 5, measures: [nDCG@5, R@1, R@5, RR@5], baselines: [bm25], during_train
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two shared cores: a second intra-op thread makes these tiny models many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_recipe(tmp: Path, out: Path, *overrides: str) -> Recipe:

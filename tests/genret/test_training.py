@@ -19,15 +19,6 @@ from transformers import T5Config, T5ForConditionalGeneration
 from genret.training import TrainConfig, TrainResult, lr_factor, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: a second intra-op thread makes these tiny models several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_t5(dropout: float = 0.0) -> T5ForConditionalGeneration:
     torch.manual_seed(0)
     config = T5Config(
