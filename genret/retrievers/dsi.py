@@ -58,6 +58,8 @@ class DsiRetriever:
         self.config = config or SearchConfig()
         pad = model.generation_config.pad_token_id
         self.fill_token_id = int(pad if pad is not None else index.docids.eos_token_id)
+        # one constraint for the retriever's life: it builds and caches the trie's device tensors once
+        self.constraint = TrieConstraint(index.trie, self.fill_token_id)
 
     @property
     def device(self) -> torch.device:
@@ -71,7 +73,7 @@ class DsiRetriever:
         beams = max(self.config.num_beams, k)
         enc = self.tokenizer(texts, truncation=True, max_length=self.config.max_source_length, padding=True,
                              return_tensors="pt").to(self.device)
-        processor = ConstrainedLogitsProcessor(TrieConstraint(trie, self.fill_token_id), num_beams=beams)
+        processor = ConstrainedLogitsProcessor(self.constraint, num_beams=beams)  # one per generate call
         greedy = beams == 1  # generate's greedy search: no sequences_scores, and beam-only flags are not valid
         # early_stopping="never" (exact for length_penalty=0): with True, generate stops once num_beams hypotheses
         # are finished, counting copies of the beams it starts at -1e9 when the trie leaves fewer candidates than
