@@ -9,9 +9,13 @@ experiment recipes only ever call these three methods, so any retriever drops in
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from genret.evaluation import Run
+
+#: ``search_texts(texts, k)``: for each text its top-k ``(document row, score)`` pairs, best first
+SearchTexts = Callable[[list[str], int], list[list[tuple[int, float]]]]
 
 
 @runtime_checkable
@@ -31,3 +35,43 @@ class Retriever(Protocol):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> Retriever: ...
+
+
+def search_in_batches(search_texts: SearchTexts, doc_ids: Sequence[str], queries: dict[str, str], k: int,
+                      batch_size: int, progress: bool = True) -> Run:
+    """A Run from a batched ``search_texts``: queries in batches of ``batch_size``, rows mapped to ``doc_ids``.
+
+    Under ``accelerate launch`` the queries are split across processes and the one Run is gathered
+    on every process (the generative retrievers search this way).
+    """
+    from accelerate import PartialState
+    from accelerate.utils import gather_object, parse_flag_from_env
+
+    # cpu= as Accelerator reads it: without it a CPU run under `accelerate launch` (ACCELERATE_USE_CPU=1)
+    # is not seen as distributed and every process would search every query
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    qids = list(queries)
+    if state.num_processes > 1:
+        with state.split_between_processes(qids) as mine:
+            local = _search_batches(search_texts, doc_ids, list(mine), queries, k, batch_size,
+                                    progress and state.is_main_process)
+        run: Run = {}
+        for part in gather_object([local]):
+            run.update(part)
+        return run
+    return _search_batches(search_texts, doc_ids, qids, queries, k, batch_size, progress)
+
+
+def _search_batches(search_texts: SearchTexts, doc_ids: Sequence[str], qids: list[str], queries: dict[str, str],
+                    k: int, size: int, progress: bool) -> Run:
+    from tqdm.auto import tqdm
+
+    run: Run = {}
+    bar = tqdm(total=len(qids), desc="search", unit="q", disable=not progress or len(qids) <= size)
+    for start in range(0, len(qids), size):
+        batch = qids[start : start + size]
+        for qid, hits in zip(batch, search_texts([queries[q] for q in batch], k), strict=True):
+            run[qid] = {doc_ids[d]: s for d, s in hits}
+        bar.update(len(batch))
+    bar.close()
+    return run

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
 from genret.config import from_dict, to_dict
 from genret.constraints import ConstrainedLogitsProcessor, TrieConstraint
 from genret.evaluation import Run
 from genret.models import load_model, save_model
+from genret.retrievers.base import search_in_batches
 from indexing.artifacts import read_manifest, write_artifact
 from indexing.index import DocidIndex
 
@@ -106,34 +106,8 @@ class DsiRetriever:
 
     def search(self, queries: dict[str, str], k: int = 10, progress: bool = True) -> Run:
         """``{qid: {doc_id: score}}`` for the top ``k`` documents of every query."""
-        from accelerate import PartialState
-        from accelerate.utils import gather_object, parse_flag_from_env
-
-        # cpu= as Accelerator reads it: without it a CPU run under `accelerate launch` (ACCELERATE_USE_CPU=1)
-        # is not seen as distributed and every process would search every query
-        state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-        qids = list(queries)
-        if state.num_processes > 1:
-            with state.split_between_processes(qids) as mine:
-                local = self._search(list(mine), queries, k, progress and state.is_main_process)
-            run: Run = {}
-            for part in gather_object([local]):
-                run.update(part)
-            return run
-        return self._search(qids, queries, k, progress)
-
-    def _search(self, qids: list[str], queries: dict[str, str], k: int, progress: bool) -> Run:
-        doc_ids = self.index.docids.doc_ids
-        run: Run = {}
-        size = self.config.batch_size
-        bar = tqdm(total=len(qids), desc="search", unit="q", disable=not progress or len(qids) <= size)
-        for start in range(0, len(qids), size):
-            batch = qids[start : start + size]
-            for qid, hits in zip(batch, self.search_texts([queries[q] for q in batch], k), strict=True):
-                run[qid] = {doc_ids[d]: s for d, s in hits}
-            bar.update(len(batch))
-        bar.close()
-        return run
+        return search_in_batches(self.search_texts, self.index.docids.doc_ids, queries, k, self.config.batch_size,
+                                 progress)
 
     def save_pretrained(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Model (safetensors), tokenizer, identifiers, trie and search config as one verified folder."""

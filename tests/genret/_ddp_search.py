@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 
+from genret.retrievers import base
 from genret.retrievers.dsi import DsiRetriever
 
 folder, queries_file, out, k = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
@@ -21,17 +22,17 @@ torch.set_num_threads(1)
 retriever = DsiRetriever.from_pretrained(folder, device="cpu")
 queries = json.loads(Path(queries_file).read_text())
 
-# record which queries this process searched itself (search() hands its share to _search)
+# record which queries this process searched itself (search_in_batches hands its share to _search_batches)
 searched: list[str] = []
-own_search = retriever._search
+own_search = base._search_batches
 
 
-def recording(qids: list[str], *args, **kwargs):
+def recording(search_texts, doc_ids, qids: list[str], *args, **kwargs):
     searched.extend(qids)
-    return own_search(qids, *args, **kwargs)
+    return own_search(search_texts, doc_ids, qids, *args, **kwargs)
 
 
-retriever._search = recording
+base._search_batches = recording
 run = retriever.search(queries, k=k, progress=False)
 state = PartialState()  # the state search() set up (made here first, without cpu=True, it would be single-process)
 
