@@ -22,6 +22,7 @@ _EXPORTS = {
     "build_index": "indexing.index",
     "load_tokenizer": "indexing.tokenizer",
     "ArtifactError": "indexing.artifacts",
+    "NgramIndex": "indexing.ngrams",
 }
 
 __all__ = sorted(_EXPORTS)
