@@ -1,0 +1,128 @@
+"""NgramConstraint against brute force (tests/indexing/ngram_reference.py) and the hybrid policy against
+the full mask: same beams and scores from ``generate``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import LogitsProcessorList
+
+from genret.constraints import ConstrainedLogitsProcessor, Constraint
+from genret.constraints.ngram import NgramConstraint
+from indexing.ngrams import NgramIndex
+from tests.genret.test_constraints import EOS, MODEL_VOCAB, PAD, encoder_inputs, t5
+from tests.indexing.ngram_reference import next_counts, occurrences
+
+FULL = 10**9  # an enumerate_width no range exceeds: every row enumerated (the full mask)
+
+
+def corpus(seed: int, n_docs: int = 30, vocab: int = 12) -> list[list[int]]:
+    """Documents over tokens 3..vocab+2 (pad 0, eos 1 and token 2 never occur): wide ranges guaranteed."""
+    rng = np.random.default_rng(seed)
+    return [(3 + rng.integers(0, vocab, rng.integers(0, 20))).tolist() for _ in range(n_docs)]
+
+
+def state_of(constraint: NgramConstraint, ngrams: list[list[int]]) -> torch.Tensor:
+    state = constraint.start(len(ngrams))
+    longest = max(len(g) for g in ngrams)
+    for step in range(longest):
+        tokens = torch.tensor([g[step] if step < len(g) else PAD for g in ngrams])
+        grown = constraint.advance(state, tokens)
+        keep = torch.tensor([step < len(g) for g in ngrams])[:, None]
+        state = torch.where(keep, grown, state)
+    return state
+
+
+def allowed(row: torch.Tensor) -> set[int]:
+    return set(torch.isfinite(row).nonzero().flatten().tolist())
+
+
+@pytest.mark.parametrize("backend", ["sa", "fm"])
+def test_full_mask_is_exactly_what_follows_in_the_corpus(backend: str) -> None:
+    docs = corpus(0)
+    index = NgramIndex.from_token_lists(docs, backend=backend, shard_tokens=120)
+    constraint = NgramConstraint(index, eos_token_id=EOS, fill_token_id=PAD, enumerate_width=FULL)
+    assert isinstance(constraint, Constraint)
+    rng = np.random.default_rng(1)
+    present = [d[s : s + m] for d in docs for m in (1, 2, 3) for s in range(len(d) - m + 1)]
+    ngrams = [[]] + [present[i] for i in rng.integers(0, len(present), 40)] + [[3, 3, 3, 3, 3, 3], [2], [60]]
+    state = state_of(constraint, ngrams)
+    scores = torch.randn(len(ngrams), MODEL_VOCAB)
+    masked = constraint.mask(state, scores)
+    for i, g in enumerate(ngrams):
+        if g and not occurrences(docs, g):
+            assert allowed(masked[i]) == {PAD}, g  # dead: only the fill token
+        elif not g:
+            assert allowed(masked[i]) == {t for d in docs for t in d}  # no empty n-gram: no eos
+        else:
+            assert allowed(masked[i]) == set(next_counts(docs, g)) | {EOS}, g
+        kept = torch.isfinite(masked[i])
+        assert torch.equal(masked[i][kept], scores[i][kept])
+
+
+@pytest.mark.parametrize("keep_top", [1, 2, 5])
+def test_wide_rows_keep_their_best_scoring_allowed_tokens(keep_top: int) -> None:
+    docs = corpus(2)
+    index = NgramIndex.from_token_lists(docs)
+    constraint = NgramConstraint(index, eos_token_id=EOS, fill_token_id=PAD, enumerate_width=0, keep_top=keep_top)
+    ngrams = [[t] for t in range(3, 15)] + [[3, 4], [5, 6, 7]]
+    state = state_of(constraint, ngrams)
+    scores = torch.randn(len(ngrams), MODEL_VOCAB, generator=torch.Generator().manual_seed(3))
+    masked = constraint.mask(state, scores)
+    for i, g in enumerate(ngrams):
+        follow = set(next_counts(docs, g))
+        if not occurrences(docs, g):
+            assert allowed(masked[i]) == {PAD}
+            continue
+        ranked = [t for t in scores[i].argsort(descending=True).tolist() if t in follow]
+        assert allowed(masked[i]) == set(ranked[:keep_top]) | {EOS}, g
+
+
+def run(model, constraint: NgramConstraint, inputs: dict, beams: int, length: int):
+    processor = ConstrainedLogitsProcessor(constraint, num_beams=beams)
+    with torch.no_grad():
+        return model.generate(**inputs, max_new_tokens=length, num_beams=beams, num_return_sequences=beams,
+                              do_sample=False, length_penalty=0.0, output_scores=True, return_dict_in_generate=True,
+                              logits_processor=LogitsProcessorList([processor]))
+
+
+@pytest.mark.parametrize("backend", ["sa", "fm"])
+@pytest.mark.parametrize("beams", [2, 5])
+def test_hybrid_policy_gives_the_beams_of_the_full_mask(backend: str, beams: int) -> None:
+    docs = corpus(4, n_docs=60, vocab=40)
+    index = NgramIndex.from_token_lists(docs, backend=backend)
+    model = t5(0)
+    inputs = encoder_inputs(7, 3)
+    full = run(model, NgramConstraint(index, EOS, PAD, enumerate_width=FULL), inputs, beams, 6)
+    hybrid = run(model, NgramConstraint(index, EOS, PAD, enumerate_width=0, keep_top=2 * beams), inputs, beams, 6)
+    assert torch.equal(full.sequences, hybrid.sequences)
+    torch.testing.assert_close(full.sequences_scores, hybrid.sequences_scores)
+    assert torch.isfinite(hybrid.sequences_scores).all()
+    for row in hybrid.sequences[:, 1:].tolist():  # every output is an n-gram of the corpus, then eos / pad
+        ngram = row[: row.index(EOS)] if EOS in row else row
+        assert ngram and PAD not in ngram and occurrences(docs, ngram), row
+
+
+def test_prefix_starts_every_ngram_inside_the_title_view() -> None:
+    begin = 60
+    docs = [[begin, 5, 6, 61, 7, 8, 9], [begin, 5, 9, 61, 5, 6], [7, 5, 6]]
+    index = NgramIndex.from_token_lists(docs)
+    constraint = NgramConstraint(index, EOS, PAD, prefix=[begin])
+    state = constraint.start(1)
+    assert allowed(constraint.mask(state, torch.zeros(1, MODEL_VOCAB))[0]) == {5}
+    state = constraint.advance(state, torch.tensor([5]))
+    assert allowed(constraint.mask(state, torch.zeros(1, MODEL_VOCAB))[0]) == {6, 9, EOS}
+    dead = NgramConstraint(index, EOS, PAD, prefix=[62]).start(2)
+    assert allowed(constraint.mask(dead, torch.zeros(2, MODEL_VOCAB))[1]) == {PAD}
+
+
+def test_eos_and_invalid_tokens_end_a_row() -> None:
+    index = NgramIndex.from_token_lists([[3, 4, 5], [4, 4]])
+    constraint = NgramConstraint(index, EOS, PAD)
+    state = constraint.advance(constraint.start(4), torch.tensor([4, 4, 9, -1]))
+    state = constraint.advance(state, torch.tensor([EOS, 4, 4, 4]))
+    masked = constraint.mask(state, torch.zeros(4, MODEL_VOCAB))
+    assert [allowed(r) for r in masked] == [{PAD}, {EOS}, {PAD}, {PAD}]
+    with pytest.raises(ValueError, match="state has shape"):
+        constraint.mask(state[:, :2], torch.zeros(4, MODEL_VOCAB))
