@@ -183,7 +183,7 @@ def _pseudo_query_examples(generator: PseudoQueryGenerator, documents: list[str]
     return sources, docs
 
 
-def _weighted(count: int, weight: float, rng: np.random.Generator) -> np.ndarray:
+def weighted_copies(count: int, weight: float, rng: np.random.Generator) -> np.ndarray:
     """Indices into ``count`` examples: ``floor(weight)`` full copies plus a sample to reach ``round(weight*count)``."""
     total = int(math.floor(weight * count + 0.5))
     full = int(math.floor(weight))
@@ -265,7 +265,7 @@ def build_training_pairs(
         if task not in per_task:
             continue
         sources, docs = per_task[task]
-        idx = _weighted(len(sources), float(weights.get(task, 1.0)), rng)
+        idx = weighted_copies(len(sources), float(weights.get(task, 1.0)), rng)
         sources_all.extend(sources[j] for j in idx.tolist())
         docs_all.append(np.asarray(docs, dtype=np.int64)[idx] if len(idx) else np.zeros(0, dtype=np.int64))
         tasks_all.append(np.full(len(idx), code, dtype=np.int64))

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import (
     AutoConfig,
@@ -57,7 +58,7 @@ from transformers import (
 from genret.warm_start import build_bert2bert, drop_pooler, init_new_rows, quiet_transformers, set_dropout
 from indexing.artifacts import genret_version
 from indexing.docids import Docids
-from indexing.tokenizer import MINILM, minilm_path
+from indexing.tokenizer import MINILM, TextTokenizer, minilm_path
 
 # EncoderDecoderModel warns on every forward with labels about a v4.12 change; irrelevant here.
 warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
@@ -253,6 +254,20 @@ def build_model(cfg: ModelConfig, docids: Docids) -> tuple[PreTrainedModel, PreT
                            "vocab_size": docids.vocab_size, "base_vocab_size": docids.base_vocab_size,
                            "eos_token_id": docids.eos_token_id, "pad_token_id": pad}
     return model.eval(), tokenizer
+
+
+def build_text_model(cfg: ModelConfig, tokenizer: TextTokenizer,
+                     max_new_tokens: int = 10) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A seq2seq model that decodes ``tokenizer``'s own tokens (SEAL's n-grams: no identifier tokens).
+
+    The same builds as :func:`build_model`, for a target vocabulary of no documents and no new tokens.
+    """
+    plain = Docids(doc_ids=[], identifiers=[], offsets=np.zeros(1, dtype=np.int64), values=np.zeros(0, np.int32),
+                   eos_token_id=tokenizer.eos_token_id, base_vocab_size=tokenizer.vocab_size,
+                   scheme={"name": "text"}, tokenizer=tokenizer.name)
+    model, hf_tokenizer = build_model(cfg, plain)
+    model.generation_config.max_new_tokens = max_new_tokens
+    return model, hf_tokenizer
 
 
 def _set_token_ids(model: PreTrainedModel, pad: int, eos: int, start: int, max_new_tokens: int) -> None:

@@ -1,0 +1,131 @@
+"""SealRetriever: a tiny model trained on tiny_beir's SEAL pairs finds its documents; every decoded n-gram
+occurs in the corpus with all its prefixes kept; rescoring equals one-at-a-time scoring; save/load in a
+fresh process gives the same run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers.modeling_outputs import BaseModelOutput
+
+from genret.data import Seq2SeqCollator
+from genret.evaluation import evaluate
+from genret.models import build_text_model, tiny_model_config
+from genret.retrievers.seal import SealRetriever, SealSearchConfig
+from genret.seal_pairs import build_seal_pairs
+from genret.training import TrainConfig, train
+from indexing.artifacts import ArtifactError
+from indexing.corpus import load_beir
+from indexing.ngrams import NgramIndex
+from indexing.tokenizer import load_tokenizer
+
+TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_beir"
+MARKERS = (1, 2)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_beir(TINY, split="test")
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory) -> SealRetriever:
+    """The BERT-shaped tiny model trained 120 steps on the queries' SEAL pairs and unsupervised spans."""
+    tok = load_tokenizer("minilm")
+    index = NgramIndex.build(data.corpus, tok, backend="sa", title_markers=MARKERS, progress=False)
+    pairs = build_seal_pairs(data.corpus, tok, queries=data.queries, qrels=data.qrels, title_markers=MARKERS,
+                             spans_per_query=5, titles_per_query=2, unsupervised_per_doc=1, progress=False)
+    model, hf_tokenizer = build_text_model(tiny_model_config("minilm-decoder"), tok)
+    config = TrainConfig(output_dir=str(tmp_path_factory.mktemp("seal-train")), max_steps=120, batch_size=32,
+                         lr=5e-3, log_every=60)
+    result = train(model, pairs, Seq2SeqCollator(hf_tokenizer, 64), config, progress=False)
+    assert result.loss < 1.0, result.history
+    return SealRetriever(result.model, hf_tokenizer, index, SealSearchConfig(num_beams=5, batch_size=8))
+
+
+def test_trained_model_finds_the_documents_of_its_training_queries(trained, data) -> None:
+    run = trained.search(data.queries, k=5, progress=False)
+    assert set(run) == set(data.queries)
+    doc_ids = set(data.corpus["_id"])
+    assert all(len(hits) <= 5 and set(hits) <= doc_ids for hits in run.values())
+    assert all(list(hits.values()) == sorted(hits.values(), reverse=True) for hits in run.values())
+    metrics = evaluate(run, data.qrels, ("R@1", "R@10"))
+    assert metrics["R@1"] >= 0.6, metrics
+    # an untrained model finds (almost) nothing: its n-grams are less likely than their corpus frequency
+    model, hf_tokenizer = build_text_model(tiny_model_config("minilm-decoder"), load_tokenizer("minilm"))
+    untrained = SealRetriever(model, hf_tokenizer, trained.index, trained.config).search(data.queries, k=5,
+                                                                                           progress=False)
+    assert evaluate(untrained, data.qrels, ("R@1",))["R@1"] < 0.3
+
+
+def encode(retriever: SealRetriever, texts: list[str]) -> dict[str, torch.Tensor]:
+    return dict(retriever.tokenizer(texts, padding=True, return_tensors="pt"))
+
+
+@pytest.mark.parametrize("view", ["body", "title"])
+def test_every_decoded_ngram_occurs_and_keeps_its_prefixes(trained, data, view: str) -> None:
+    texts = list(data.queries.values())[:6]
+    with torch.inference_mode():
+        found = trained._decode(encode(trained, texts), view)
+    prefix = trained.views[view]
+    for ngrams in found:
+        assert ngrams
+        counts = trained.index.count(trained.index.find([list(g) for g in ngrams]))
+        assert (counts > 0).all()
+        for g in ngrams:
+            assert list(g[: len(prefix)]) == prefix
+            # keep-history: every shorter prefix of a decoded n-gram was itself a beam, hence recorded
+            assert all(g[:m] in ngrams for m in range(len(prefix) + 1, len(g)))
+
+
+def test_batched_rescoring_equals_scoring_one_ngram_at_a_time(trained, data) -> None:
+    texts = list(data.queries.values())[:3]
+    enc = encode(trained, texts)
+    ngrams = [(2023, 2003), (1996,), (1, 2129, 2003, 1037), (3000, 2000, 1010, 2008, 1996)]
+    owners, prefix_len = [0, 1, 2, 2], [0, 0, 1, 0]
+    trained.config.rescore_batch = 3  # two chunks
+    with torch.inference_mode():
+        batched = trained._logprobs(enc, owners, ngrams, prefix_len)
+        model = trained.model
+        for i, (g, q, p) in enumerate(zip(ngrams, owners, prefix_len, strict=True)):
+            ids = enc["input_ids"][q : q + 1, : int(enc["attention_mask"][q].sum())]
+            hidden = model.get_encoder()(input_ids=ids).last_hidden_state
+            seq = torch.tensor([[trained.decoder_start_token_id, *g]])
+            logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                           decoder_input_ids=seq[:, :-1]).logits.log_softmax(-1)
+            expected = sum(float(logits[0, j, g[j]]) for j in range(p, len(g)))
+            assert batched[i] == pytest.approx(expected, abs=1e-4)
+
+
+def test_save_and_load_in_a_fresh_process_gives_the_same_run(trained, data, tmp_path) -> None:
+    folder = trained.save_pretrained(tmp_path / "seal")
+    queries = dict(list(data.queries.items())[:6])
+    expected = trained.search(queries, k=5, progress=False)
+    (tmp_path / "queries.json").write_text(json.dumps(queries))
+    code = (
+        "import json, sys, torch; torch.set_num_threads(1)\n"
+        "from genret.retrievers.seal import SealRetriever\n"
+        "r = SealRetriever.from_pretrained(sys.argv[1], device='cpu')\n"
+        "q = json.load(open(sys.argv[2]))\n"
+        "print(json.dumps(r.search(q, k=5, progress=False)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(folder), str(tmp_path / "queries.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got.keys() == expected.keys()
+    for qid in expected:
+        assert list(got[qid]) == list(expected[qid])
+        np.testing.assert_allclose(list(got[qid].values()), list(expected[qid].values()), rtol=1e-5)
+    victim = next((folder / "index").rglob("*.npy"))
+    raw = bytearray(victim.read_bytes())
+    raw[-1] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError):
+        SealRetriever.from_pretrained(folder)
