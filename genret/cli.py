@@ -55,8 +55,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="run a retriever over a collection's queries and print metrics",
         description="Search every judged query of a split and evaluate the run with ir-measures.",
     )
-    p.add_argument("--retriever", choices=["bm25", "dense", "dsi"], default=None,
-                   help="which retriever to run (default: dsi with --index, else bm25)")
+    p.add_argument("--retriever", choices=["bm25", "dense", "dsi", "seal"], default=None,
+                   help="which retriever to run (default: the trained one with --index, else bm25)")
     p.add_argument("--index", type=Path, help="a trained retriever folder (genret train / run): evaluates it")
     p.add_argument("--data", required=True,
                    help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or 'minicorpus'")
@@ -156,12 +156,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _retriever(args: argparse.Namespace, corpus: object) -> object:
-    if args.retriever == "dsi":
-        from genret.retrievers.dsi import DsiRetriever
+    if args.retriever in ("dsi", "seal"):
+        from genret.retrievers import load_retriever
 
         if args.index is None:
-            raise SystemExit("genret evaluate: --retriever dsi needs --index DIR (a trained retriever folder)")
-        return DsiRetriever.from_pretrained(args.index)
+            raise SystemExit(f"genret evaluate: --retriever {args.retriever} needs --index DIR (a trained retriever "
+                             f"folder)")
+        return load_retriever(args.index)
     if args.retriever == "dense":
         from genret.retrievers.dense import DenseRetriever
 
@@ -178,6 +179,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     args.retriever = args.retriever or ("dsi" if args.index else "bm25")
     data = load_beir(args.data, split=args.split)
     retriever = _retriever(args, data.corpus)
+    if args.index is not None:  # the folder says which system it is
+        args.retriever = "seal" if type(retriever).__name__ == "SealRetriever" else "dsi"
     run = retriever.search(data.queries, k=args.k)
     metrics = evaluate(run, data.qrels, tuple(args.measures) if args.measures else DEFAULT_MEASURES)
     print(f"{args.retriever} on {args.data} ({args.split}: {len(data.queries)} queries, "
@@ -213,16 +216,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from genret.retrievers.dsi import DsiRetriever
+    from genret.retrievers import load_retriever
 
-    retriever = DsiRetriever.from_pretrained(args.index)
-    identifiers = dict(zip(retriever.index.docids.doc_ids, retriever.index.docids.identifiers, strict=True))
+    retriever = load_retriever(args.index)
+    docids = getattr(retriever.index, "docids", None)  # DSI: show each document's identifier too
+    identifiers = dict(zip(docids.doc_ids, docids.identifiers, strict=True)) if docids is not None else {}
     queries = {str(i): q for i, q in enumerate(args.queries)}
     run = retriever.search(queries, k=args.k, progress=False)
     for qid, text in queries.items():
         print(f"query: {text}")
         for rank, (doc, score) in enumerate(run[qid].items(), start=1):
-            print(f"  {rank:3d}  {doc:20s} {score:10.4f}  id {identifiers[doc]}")
+            shown = f"  id {identifiers[doc]}" if doc in identifiers else ""
+            print(f"  {rank:3d}  {doc:20s} {score:10.4f}{shown}")
     return 0
 
 

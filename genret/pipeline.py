@@ -1,8 +1,10 @@
 """Run a recipe end to end: index -> training pairs -> model -> train -> save -> search -> evaluate.
 
 ``run_recipe(recipe)`` writes one result folder: ``retriever/`` (the trained index, loadable with
-``DsiRetriever.from_pretrained``), ``train/`` (metrics.jsonl, checkpoints), ``runs/*.trec`` and
-``results.json`` with every system's metrics on the same queries, BM25 (and dense) beside genret.
+``DsiRetriever.from_pretrained`` or ``SealRetriever.from_pretrained``), ``train/`` (metrics.jsonl,
+checkpoints), ``runs/*.trec`` and ``results.json`` with every system's metrics on the same
+queries, BM25 (and dense) beside genret. Only the first step differs between the systems
+(:func:`prepare_dsi`, :func:`prepare_seal`: index, pairs, model and how to wrap a trained model).
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from typing import Any
 from genret.config import to_dict
 from genret.data import Seq2SeqCollator, build_training_pairs
 from genret.evaluation import Qrels, Run, evaluate, write_trec_run
-from genret.models import build_model
+from genret.models import build_model, build_text_model
 from genret.recipe import Recipe
 from genret.retrievers.dsi import DsiRetriever
+from genret.retrievers.seal import SealRetriever
+from genret.seal_pairs import build_seal_pairs
 from genret.training import train
 from indexing.corpus import load_beir, load_qrels, load_queries
 from indexing.docids import make_scheme
 from indexing.index import build_index
+from indexing.ngrams import NgramIndex
 from indexing.tokenizer import load_tokenizer
 
 
@@ -81,6 +86,56 @@ def _baseline(name: str, corpus: Any) -> Any:
     raise ValueError(f"unknown baseline {name!r}; known: bm25, dense")
 
 
+@dataclass
+class Prepared:
+    """What a system brings to the shared loop: its training pairs, untrained model, and a retriever maker."""
+
+    pairs: Any
+    model: Any
+    hf_tokenizer: Any
+    documents: int
+    make_retriever: Any
+    """``(trained model, device=None) -> retriever`` over the system's index."""
+
+
+def prepare_dsi(recipe: Recipe, corpus: Any, queries: dict[str, str] | None, qrels: Qrels | None,
+                progress: bool) -> Prepared:
+    """Docids and their trie, DSI pairs (indexing, retrieval, pseudo-queries), a model sized to the docids."""
+    tokenizer = load_tokenizer(recipe.docids.tokenizer)
+    index = build_index(corpus, make_scheme(recipe.docids.scheme, **recipe.docids.params), tokenizer,
+                        source=recipe.data.path)
+    pairs = build_training_pairs(
+        corpus, index.docids, queries=queries, qrels=qrels,
+        pseudo_queries=recipe.pairs.pseudo_queries, queries_per_doc=recipe.pairs.queries_per_doc,
+        index_views=tuple(recipe.pairs.index_views), spans_per_doc=recipe.pairs.spans_per_doc,
+        task_weights=recipe.pairs.task_weights or None, seed=recipe.pairs.seed, progress=progress,
+    )
+    model, hf_tokenizer = build_model(recipe.model, index.docids)
+    return Prepared(pairs, model, hf_tokenizer, len(index),
+                    lambda m, device=None: DsiRetriever(m, hf_tokenizer, index, recipe.search, device=device))
+
+
+def prepare_seal(recipe: Recipe, corpus: Any, queries: dict[str, str] | None, qrels: Qrels | None,
+                 progress: bool) -> Prepared:
+    """The corpus's n-gram index, SEAL pairs (query -> spans and title, unsupervised spans), a text model."""
+    seal = recipe.seal
+    tokenizer = load_tokenizer(seal.tokenizer)
+    markers = tuple(seal.title_markers) if seal.title_markers else None
+    index = NgramIndex.build(corpus, tokenizer, backend=seal.backend, title_markers=markers, progress=progress)
+    pairs = build_seal_pairs(
+        corpus, tokenizer, queries=queries, qrels=qrels, title_markers=markers, span_tokens=seal.span_tokens,
+        spans_per_query=seal.spans_per_query, titles_per_query=seal.titles_per_query, temperature=seal.temperature,
+        unsupervised_per_doc=seal.unsupervised_per_doc, task_weights=seal.task_weights or None, seed=seal.seed,
+        progress=progress,
+    )
+    model, hf_tokenizer = build_text_model(recipe.model, tokenizer, max_new_tokens=seal.search.max_length)
+    return Prepared(pairs, model, hf_tokenizer, index.n_docs,
+                    lambda m, device=None: SealRetriever(m, hf_tokenizer, index, seal.search, device=device))
+
+
+PREPARE = {"dsi": prepare_dsi, "seal": prepare_seal}
+
+
 def run_recipe(
     recipe: Recipe, resume: bool = False, progress: bool = True, evaluate_after: bool = True
 ) -> dict[str, Any]:
@@ -109,23 +164,14 @@ def run_recipe(
     if recipe.data.max_docs is not None:
         judged = {d for rel in [*data.qrels.values(), *(train_qrels or {}).values()] for d in rel}
         data.corpus = limit_corpus(data.corpus, judged, recipe.data.max_docs)
-    tokenizer = load_tokenizer(recipe.docids.tokenizer)
-    index = build_index(data.corpus, make_scheme(recipe.docids.scheme, **recipe.docids.params), tokenizer,
-                        source=recipe.data.path)
+    prepared = PREPARE[recipe.system](recipe, data.corpus, train_queries, train_qrels, progress)
+    pairs, model, hf_tokenizer = prepared.pairs, prepared.model, prepared.hf_tokenizer
     timings["index_s"] = time.perf_counter() - start
-
-    pairs = build_training_pairs(
-        data.corpus, index.docids, queries=train_queries, qrels=train_qrels,
-        pseudo_queries=recipe.pairs.pseudo_queries, queries_per_doc=recipe.pairs.queries_per_doc,
-        index_views=tuple(recipe.pairs.index_views), spans_per_doc=recipe.pairs.spans_per_doc,
-        task_weights=recipe.pairs.task_weights or None, seed=recipe.pairs.seed, progress=progress,
-    )
-    model, hf_tokenizer = build_model(recipe.model, index.docids)
     memo = memorization_set(data.corpus, recipe.data.memorization_docs)
 
     def probe(trained: Any) -> dict[str, float]:
         n = recipe.eval.during_training
-        retriever = DsiRetriever(trained, hf_tokenizer, index, recipe.search, device=str(trained.device))
+        retriever = prepared.make_retriever(trained, device=str(trained.device))
         subset = _first(memo.queries, memo.qrels, n)
         run = retriever.search(subset.queries, k=1, progress=False)
         metrics = {"memorization_R@1": evaluate(run, subset.qrels, ("R@1",))["R@1"]}
@@ -146,7 +192,7 @@ def run_recipe(
         logged = [json.loads(line) for line in log.read_text().splitlines()]
         final_loss = next((m["loss"] for m in reversed(logged) if "loss" in m), final_loss)  # the last logged
 
-    retriever = DsiRetriever(result.model, hf_tokenizer, index, recipe.search)
+    retriever = prepared.make_retriever(result.model)
     retriever.save_pretrained(out / "retriever", overwrite=True)
     if not evaluate_after:
         return {"recipe": recipe.name, "retriever": str(out / "retriever"), "train_steps": result.step,
@@ -172,7 +218,7 @@ def run_recipe(
     results = {
         "recipe": recipe.name,
         "data": recipe.data.path,
-        "documents": len(index),
+        "documents": prepared.documents,
         "queries": len(queries.queries),
         "train_pairs": len(pairs),
         "train_steps": result.step,

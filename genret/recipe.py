@@ -1,4 +1,4 @@
-"""The recipe schema: one YAML file says which corpus, docids, training pairs, model, training and search.
+"""The recipe schema: one YAML file says which corpus, system (DSI or SEAL), pairs, model, training and search.
 
 ``load_recipe(path, overrides)`` reads ``recipes/*.yaml`` into these dataclasses; unknown keys and
 wrong types are errors naming the key path (``genret.config``). ``expected`` holds the metrics the
@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genret.config import load_config
+from genret.config import ConfigError, load_config
 from genret.models import ModelConfig
 from genret.retrievers.dsi import SearchConfig
+from genret.retrievers.seal import SealSearchConfig
 from genret.training import TrainConfig
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -71,6 +72,32 @@ class PairsConfig:
 
 
 @dataclass
+class SealConfig:
+    """The SEAL system (``system: seal``): n-gram index, training pairs (``genret.seal_pairs``), search."""
+
+    backend: str = "sa"
+    """N-gram index backend: "sa" (suffix array, fastest) or "fm" (compressed FM-index, ~2.4 bytes/token)."""
+    tokenizer: str = "minilm"
+    """Tokenizer of the index and of the model's targets."""
+    title_markers: list[int] | None = field(default_factory=lambda: [1, 2])
+    """Token ids around each title in the index (the title view); MiniLM's [unused0], [unused1]. None: no view."""
+    span_tokens: int = 10
+    """Length of the passage spans the model learns to generate."""
+    spans_per_query: int = 10
+    """Spans of each relevant passage per training query, sampled by overlap with the query."""
+    titles_per_query: int = 3
+    """Copies of (query -> title) per relevant passage."""
+    temperature: float = 1.0
+    """Softmax temperature of the span sampling (lower: spans closer to the query)."""
+    unsupervised_per_doc: int = 0
+    """Random (span -> span) and (span -> title) pairs per document: training without queries."""
+    task_weights: dict[str, float] = field(default_factory=dict)
+    """Multiples per task: retrieval, retrieval_title, unsupervised."""
+    seed: int = 0
+    search: SealSearchConfig = field(default_factory=SealSearchConfig)
+
+
+@dataclass
 class EvalConfig:
     """Final evaluation."""
 
@@ -89,15 +116,21 @@ class Recipe:
 
     name: str = "recipe"
     output_dir: str = "runs/recipe"
+    system: str = "dsi"
+    """"dsi" (docids + trie: docids, pairs, search sections) or "seal" (corpus n-grams: the seal section)."""
     data: DataConfig = field(default_factory=DataConfig)
     docids: DocidConfig = field(default_factory=DocidConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    seal: SealConfig = field(default_factory=SealConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     expected: dict[str, dict[str, float]] = field(default_factory=dict)
     """Metrics the recipe header promises: {system: {measure: value}}; checked within a tolerance."""
+
+
+SYSTEMS = ("dsi", "seal")
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:
@@ -114,4 +147,8 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
 
 def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe YAML (strict schema) with ``key.sub=value`` overrides applied."""
-    return load_config(Recipe, resolve_recipe(name_or_path), overrides)
+    path = resolve_recipe(name_or_path)
+    recipe = load_config(Recipe, path, overrides)
+    if recipe.system not in SYSTEMS:
+        raise ConfigError(f"{path}: system: expected one of {', '.join(SYSTEMS)}, got {recipe.system!r}")
+    return recipe

@@ -14,7 +14,24 @@ from genret.retrievers.base import Retriever
 if TYPE_CHECKING:
     from genret.retrievers.bm25 import BM25Config, BM25Retriever
 
-__all__ = ["BM25Config", "BM25Retriever", "Retriever"]
+__all__ = ["BM25Config", "BM25Retriever", "Retriever", "load_retriever"]
+
+#: manifest kind -> the class that loads it
+GENERATIVE = {"dsi-retriever": "genret.retrievers.dsi:DsiRetriever",
+              "seal-retriever": "genret.retrievers.seal:SealRetriever"}
+
+
+def load_retriever(path: str, device: str | None = None) -> Any:
+    """A trained generative retriever folder (DSI or SEAL, read from its manifest), verified and loaded."""
+    import importlib
+
+    from indexing.artifacts import ArtifactError, read_manifest
+
+    kind = read_manifest(path, verify=False).get("kind")
+    if kind not in GENERATIVE:
+        raise ArtifactError(f"{path}: a {kind!r} folder, not a trained retriever ({', '.join(GENERATIVE)})")
+    module, cls = GENERATIVE[kind].split(":")
+    return getattr(importlib.import_module(module), cls).from_pretrained(path, device=device)
 
 
 def __getattr__(name: str) -> Any:

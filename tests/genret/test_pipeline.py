@@ -164,3 +164,53 @@ def test_resume_after_a_finished_run_continues_without_error(finished) -> None:
 
 def _no_nan(name: str) -> float:
     raise AssertionError(f"results.json holds {name}: not strict JSON")
+
+
+# SEAL through the same loop: the n-gram index of minicorpus, SEAL pairs from the train queries, a tiny BERT-shaped
+# model; 60 steps teach it some of the training queries' spans
+SEAL_RECIPE = """
+name: tiny-seal
+output_dir: runs/never-used
+system: seal
+data: {path: minicorpus, train_split: train, eval_split: test, max_docs: 40, max_eval_queries: 6,
+       memorization_docs: 4}
+seal:
+  backend: fm
+  spans_per_query: 3
+  titles_per_query: 1
+  unsupervised_per_doc: 1
+  search: {num_beams: 3, max_length: 6, batch_size: 8, max_source_length: 32}
+model:
+  name_or_path: bert
+  dropout: 0.0
+  decoder_layers: 1
+  config: {hidden_size: 64, num_hidden_layers: 1, num_attention_heads: 4, intermediate_size: 128}
+pairs: {max_source_length: 32}
+train: {max_steps: 60, batch_size: 32, lr: 0.005, log_every: 20}
+eval: {k: 5, measures: [nDCG@5, R@1, R@5], baselines: [bm25]}
+"""
+
+
+def test_seal_recipe_runs_end_to_end_and_its_folder_serves_the_cli(tmp_path, capsys) -> None:
+    path = tmp_path / "seal.yaml"
+    path.write_text(SEAL_RECIPE)
+    recipe = load_recipe(path, [f"output_dir={tmp_path / 'out'}"])
+    results = run_recipe(recipe, progress=False)
+    assert set(results["metrics"]["queries"]) == {"genret", "bm25"} and results["train_steps"] == 60
+    assert results["documents"] >= 40  # max_docs plus every judged document
+    folder = tmp_path / "out" / "retriever"
+    from genret.retrievers import load_retriever
+    from genret.retrievers.seal import SealRetriever
+
+    retriever = load_retriever(str(folder))
+    assert isinstance(retriever, SealRetriever) and retriever.index.backend == "fm"
+    assert retriever.config == recipe.seal.search and set(retriever.views) == {"body", "title"}
+    saved = read_trec_run(tmp_path / "out" / "runs" / "genret.queries.trec")
+    queries = load_beir("minicorpus").queries
+    run = retriever.search({q: queries[q] for q in saved}, k=5, progress=False)
+    assert {q: list(d) for q, d in run.items() if d} == {q: list(d) for q, d in saved.items() if d}
+    assert main(["evaluate", "--index", str(folder), "--data", "minicorpus", "--k", "5", "--measures", "R@5"]) == 0
+    assert capsys.readouterr().out.startswith("seal on minicorpus")
+    assert main(["search", "--index", str(folder), "-k", "3", "why do volcanoes erupt"]) == 0
+    assert main(["inspect", str(folder)]) == 0
+    assert "seal-retriever" in capsys.readouterr().out
