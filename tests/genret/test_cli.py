@@ -126,3 +126,25 @@ def test_evaluate_bm25_on_scifact(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "nDCG@10" in capsys.readouterr().out
     qids = {line.split()[0] for line in run.read_text().splitlines()}
     assert len(qids) == 300
+
+
+@pytest.mark.parametrize("backend", ["sa", "fm"])
+def test_ngrams_builds_a_verified_index_that_loads_and_counts(tmp_path, capsys, backend: str) -> None:
+    from indexing.corpus import load_corpus
+    from indexing.ngrams import NgramIndex
+    from indexing.tokenizer import load_tokenizer
+
+    out = tmp_path / "ng"
+    assert main(["ngrams", "--data", "minicorpus", "--backend", backend, "--title-markers", "1", "2",
+                 "--shard-tokens", "5000", "--out", str(out)]) == 0
+    assert f"backend {backend}" in capsys.readouterr().out
+    assert main(["inspect", str(out)]) == 0
+    index = NgramIndex.load(out)
+    corpus = load_corpus("minicorpus")
+    assert index.n_docs == len(corpus) and len(index.shards) > 1 and index.doc_ids == list(corpus["_id"])
+    tok = load_tokenizer("minilm")
+    title = [1, *tok.encode(corpus[7]["title"]), 2]
+    docs, starts = index.locate(index.find([title]), limit=5)[0]
+    assert docs.tolist() == [7] and starts.tolist() == [0]
+    with pytest.raises(SystemExit, match="exists"):
+        main(["ngrams", "--data", "minicorpus", "--out", str(out)])
