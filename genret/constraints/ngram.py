@@ -10,16 +10,22 @@ Which tokens may follow (``mask``), per row:
 - the empty n-gram (depth 0): every token of the corpus (computed once, kept as a device row);
 - a range of at most ``enumerate_width`` occurrences: its next tokens, enumerated by the index,
   plus eos;
-- a wider range (a frequent n-gram with thousands of followers): the model's best-scoring tokens
-  are checked by extension, in score order, until ``keep_top`` of them are found to continue the
-  n-gram (or every token was checked), plus eos. The allowed tokens a row keeps are then exactly its
-  ``keep_top`` best allowed ones; beam search never picks more than ``2 * num_beams`` tokens of
-  one row, so with ``keep_top >= 2 * num_beams`` the beams equal those of the full mask (tested),
-  at a fraction of the cost (dependencies.md, section 4.5: full enumeration of 640 beams at 50M
-  tokens 438 ms a step, the hybrid about 5 ms).
+- a wider range (a frequent n-gram with thousands of followers): the row's ``keep_top`` best-scoring
+  followers, plus eos. The model's best-scoring tokens are checked (does the n-gram continue with
+  it?), in score order, in rounds over all such rows at once, until ``keep_top`` are found (or every
+  token was checked); a row that falls short in the first round and is not too wide
+  (``SELECT_WIDTH``) has few followers: those are enumerated and the ``keep_top`` best kept (the same
+  tokens, found faster). Beam search never picks more than ``2 * num_beams`` tokens of one row, so
+  with ``keep_top >= 2 * num_beams`` the beams equal those of the full mask (tested), at a fraction
+  of the cost: full enumeration of 640 beams at 50M tokens takes 438 ms a step
+  (dependencies.md, section 4.6); the hybrid's numbers are in benchmarks/ngram_index.py's results.
 
-The index lives on the CPU: each step copies states, tokens and the top candidates to the host,
-and the allowed (row, token) pairs back to the device in one copy.
+The index lives on the CPU: each step copies the states to the host (for scores on a device, also
+the wide rows' top candidates and the scores of enumerated followers; scores on the CPU are read
+in place), and the allowed (row, token) pairs back to the device in one copy. ``mask`` returns a
+new tensor; ``mask_`` writes into the scores (what ``ConstrainedLogitsProcessor(inplace=True)``
+calls): on the CPU a fresh ``[n, vocab]`` tensor costs more than everything else, its pages being
+touched for the first time.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 import torch
 
@@ -105,13 +112,19 @@ class NgramConstraint:
     def _write(self, scores: torch.Tensor, pairs: np.ndarray, at_start: np.ndarray, inplace: bool) -> torch.Tensor:
         """-inf everywhere but at ``pairs`` (row, token) and, in rows ``at_start``, the prefix's followers."""
         vocab = scores.shape[1]
+        first = self._first_row(scores.device, scores.dtype, vocab)
+        out = scores if inplace else torch.empty_like(scores)
+        host, host_out = _host_view(scores), _host_view(out)
+        if host is not None and host_out is not None:  # one pass over the rows, no [n, vocab] temporaries
+            _write_kernel(host_out, host, at_start, first.numpy(), pairs[0], pairs[1])
+            return out
         pairs_dev = torch.from_numpy(pairs).to(scores.device)  # the one copy to the device
         kept = scores[pairs_dev[0], pairs_dev[1]]
         start = None
         if at_start.any():
             start_rows = torch.from_numpy(np.flatnonzero(at_start)).to(scores.device)
-            start = (start_rows, scores[start_rows] + self._first_row(scores.device, scores.dtype, vocab))
-        out = scores.fill_(-math.inf) if inplace else torch.full_like(scores, -math.inf)
+            start = (start_rows, scores[start_rows] + first)
+        out.fill_(-math.inf)
         out[pairs_dev[0], pairs_dev[1]] = kept
         if start is not None:
             out[start[0]] = start[1]
@@ -127,24 +140,41 @@ class NgramConstraint:
         if state.shape != (n, 1 + 2 * self.shards):
             raise ValueError(f"state has shape {tuple(state.shape)} for scores {tuple(scores.shape)}")
         ranges, live = self._to_ranges(state)
-        width = ranges.counts
+        width = _counts(ranges)
         at_start = live & (ranges.depth == len(self.prefix))  # advance always adds a token
-        narrow = live & ~at_start & (width <= self.enumerate_width)
-        wide = live & ~at_start & ~narrow
-        rows, cols = [np.flatnonzero(~live)], [np.full(int((~live).sum()), self.fill_token_id)]
-        if narrow.any():
-            idx = np.flatnonzero(narrow)
-            offsets, tokens, _ = self.index.next_tokens_csr(ranges[idx])
-            rows.append(np.repeat(idx, np.diff(offsets)))
-            cols.append(tokens)
-        if wide.any():
-            r, c = self._check_top(ranges, np.flatnonzero(wide), scores)
+        inner = live & ~at_start
+        narrow = inner & (width <= self.enumerate_width)
+        host = _host_view(scores)
+        dead = np.flatnonzero(~live)
+        rows, cols = [dead], [np.full(len(dead), self.fill_token_id, dtype=np.int64)]
+        enumerated = narrow.copy()  # and the wide rows whose followers are enumerated, then cut
+        if (inner & ~narrow).any():
+            r, c, select = self._check_top(ranges, np.flatnonzero(inner & ~narrow), scores, host)
             rows.append(r)
             cols.append(c)
-        ended = np.flatnonzero(live & ~at_start)  # an n-gram of one token or more may end here
+            enumerated[select] = True
+        enumerate_rows = np.flatnonzero(enumerated)
+        if len(enumerate_rows):
+            offsets, tokens, _ = self.index.next_tokens_csr(ranges[enumerate_rows])
+            owner = np.repeat(enumerate_rows, np.diff(offsets))
+            cut = ~narrow[enumerate_rows]
+            if cut.any():  # narrow rows keep every follower, selected rows keep_top
+                take = np.repeat(cut, np.diff(offsets)) & (tokens >= 0) & (tokens < vocab)
+                values = np.full(len(tokens), -np.inf, dtype=np.float64)
+                if host is not None:
+                    values[take] = host[owner[take], tokens[take]]
+                else:
+                    at = torch.from_numpy(np.stack([owner[take], tokens[take]])).to(scores.device)
+                    values[take] = scores[at[0], at[1]].to("cpu", torch.float64).numpy()
+                chosen = _select_best(offsets, tokens, values, ~cut, take & (tokens != self.eos_token_id),
+                                      self.keep_top)
+                owner, tokens = owner[chosen], tokens[chosen]
+            rows.append(owner)
+            cols.append(tokens)
+        ended = np.flatnonzero(inner)  # an n-gram of one token or more may end here
         rows.append(ended)
-        cols.append(np.full(len(ended), self.eos_token_id))
-        pairs = np.stack([np.concatenate(rows), np.concatenate(cols)]).astype(np.int64)
+        cols.append(np.full(len(ended), self.eos_token_id, dtype=np.int64))
+        pairs = np.stack([np.concatenate(rows), np.concatenate(cols)]).astype(np.int64, copy=False)
         return pairs[:, (pairs[1] >= 0) & (pairs[1] < vocab)], at_start
 
     def _first_row(self, device: torch.device, dtype: torch.dtype, vocab: int) -> torch.Tensor:
@@ -159,32 +189,251 @@ class NgramConstraint:
             self._first_cache[key] = row.to(device)
         return self._first_cache[key]
 
-    def _check_top(self, ranges: Ranges, rows: np.ndarray, scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """The allowed tokens of wide rows: candidates in score order, ``keep_top`` found per row."""
+    def _occurs(self, ranges: Ranges, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Whether the n-gram of ``ranges`` row ``rows[i]`` followed by ``tokens[i]`` occurs: the shard's
+        ``occurs`` where it has one (``sa``: one binary search instead of extend's two), else a
+        non-empty ``extend``."""
+        found = np.zeros(len(tokens), dtype=bool)
+        depth = ranges.depth[rows]
+        for s, shard in enumerate(self.index.shards):
+            lo, hi = ranges.lo[rows, s], ranges.hi[rows, s]
+            occurs = getattr(shard, "occurs", None)
+            if occurs is not None:
+                found |= occurs(lo, hi, depth, tokens)
+            else:
+                new_lo, new_hi = shard.extend(lo, hi, depth, tokens)
+                found |= new_hi > new_lo
+        return found
+
+    def _check_top(self, ranges: Ranges, rows: np.ndarray, scores: torch.Tensor,
+                   host: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The allowed tokens of wide rows: candidates in score order, ``keep_top`` found per row.
+
+        Returns ``(rows, tokens, select)``: the pairs found, and the rows left to ``_allowed`` to
+        enumerate and cut to their ``keep_top`` best followers (the same tokens, found another way).
+        Candidates are checked in rounds, all rows' in one ``_occurs``: the best ``keep_top +
+        keep_top // 4`` (at least 8 more) first; a row that falls short and has at most
+        ``SELECT_WIDTH[backend]`` occurrences is handed to enumeration (few followers: checking would take
+        many rounds), a wider one checks on, twice as many candidates each round. Order: score
+        descending, then token ascending (on the host; on a device, torch.topk's order).
+        """
         vocab = scores.shape[1]
-        k = min(vocab, 2 * self.keep_top)
-        found_rows, found_cols = [], []
+        occurrences = _counts(ranges)
+        select_width = SELECT_WIDTH.get(self.index.backend, 0)
+        found_rows, found_cols, select = [], [], []
         pending = rows
-        order: np.ndarray | None = None
+        hits = np.zeros(len(rows), dtype=np.int64)
+        checked = 0  # candidates of every pending row checked so far
+        upto = min(vocab, self.keep_top + max(8, self.keep_top // 4))
+        cand = np.zeros((len(rows), 0), dtype=np.int64)
         while len(pending):
-            if order is None or order.shape[1] < k:
-                sub = scores[torch.from_numpy(pending).to(scores.device)]
-                order = torch.topk(sub, k, dim=1).indices.to("cpu").numpy()
-            cand = order[:, :k]
-            width = cand.shape[1]
-            grown = self.index.extend(ranges[np.repeat(pending, width)], cand.reshape(-1))
-            ok = (grown.counts > 0).reshape(len(pending), width) & (cand != self.eos_token_id)
-            hits = np.cumsum(ok, axis=1)
-            enough = hits[:, -1] >= self.keep_top
-            done = enough | (width >= vocab)
+            if cand.shape[1] < upto:
+                k = min(vocab, max(upto, 2 * cand.shape[1]))
+                if host is not None:
+                    cand = _top_tokens(host, pending, k)
+                else:
+                    sub = scores[torch.from_numpy(pending).to(scores.device)]
+                    cand = torch.topk(sub, k, dim=1).indices.to("cpu").numpy()
+            new = cand[:, checked:upto]
+            width = new.shape[1]
+            occurs = self._occurs(ranges, np.repeat(pending, width), new.reshape(-1))
+            ok = occurs.reshape(len(pending), width) & (new != self.eos_token_id)
+            total = hits[:, None] + np.cumsum(ok, axis=1)
+            enough = total[:, -1] >= self.keep_top
+            done = enough | (upto >= vocab)
             # rows with enough hits keep their first keep_top (the best-scoring allowed tokens)
-            keep = ok & (~enough[:, None] | (hits <= self.keep_top))
-            r, c = np.nonzero(keep & done[:, None])
+            r, c = np.nonzero(ok & (total <= self.keep_top) & done[:, None])
             found_rows.append(pending[r])
-            found_cols.append(cand[r, c])
-            pending = pending[~done]
-            order = order[~done]
-            k = min(vocab, 2 * k)
-        if not found_rows:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        return np.concatenate(found_rows), np.concatenate(found_cols)
+            found_cols.append(new[r, c])
+            handed = ~done & (occurrences[pending] <= select_width)
+            select.append(pending[handed])
+            going = ~done & ~handed
+            r, c = np.nonzero(ok & going[:, None])  # hits so far of rows that check on
+            found_rows.append(pending[r])
+            found_cols.append(new[r, c])
+            hits, pending, cand = total[going, -1], pending[going], cand[going]
+            checked, upto = upto, min(vocab, 2 * upto)
+        return (np.concatenate(found_rows).astype(np.int64), np.concatenate(found_cols).astype(np.int64),
+                np.concatenate(select).astype(np.int64))
+
+
+# ------------------------------------------------------------------ host kernels (numba)
+
+SELECT_WIDTH = {"sa": 1 << 15, "fm": 1 << 12}
+"""Per backend: a wide row of at most this many occurrences whose best candidates were mostly not
+followers is enumerated and cut to its ``keep_top`` best followers instead of checked on (the same
+tokens). Enumeration costs about one random read per occurrence on ``sa`` and one wavelet descent
+per distinct follower on ``fm``; checking on, many rounds of extensions when followers are few.
+Measured at 50M tokens (benchmarks/ngram_index.py): enumeration wins below about 32k occurrences
+on ``sa``, 4k on ``fm``."""
+
+
+def _counts(ranges: Ranges) -> np.ndarray:
+    """``ranges.counts`` (occurrences per row), without the reduction for one shard."""
+    return ranges.hi[:, 0] - ranges.lo[:, 0] if ranges.lo.shape[1] == 1 else ranges.counts
+
+
+BLOCK = 32  # tokens per block in _top_tokens
+SMALL_SORT = 256  # _keep_best sorts up to this many entries by insertion
+
+
+def _host_view(scores: torch.Tensor) -> np.ndarray | None:
+    """``scores`` as a numpy array without a copy (CPU float32 / float64), else None."""
+    if scores.device.type != "cpu" or scores.dtype not in (torch.float32, torch.float64):
+        return None
+    return scores.detach().numpy()
+
+
+@numba.njit(cache=True, nogil=True)
+def _keep_best(values, ids, n, k):  # pragma: no cover - compiled
+    """Order the first ``n`` entries by value descending (stable: equal values keep their order); min(n, k)."""
+    if n <= SMALL_SORT:  # insertion sort
+        for i in range(1, n):
+            v, t, p = values[i], ids[i], i
+            while p > 0 and values[p - 1] < v:
+                values[p] = values[p - 1]
+                ids[p] = ids[p - 1]
+                p -= 1
+            values[p] = v
+            ids[p] = t
+    else:
+        order = np.argsort(-values[:n], kind="mergesort")
+        v = values[order].copy()
+        t = ids[order].copy()
+        values[:n] = v
+        ids[:n] = t
+    return min(n, k)
+
+
+@numba.njit(cache=True, nogil=True)
+def _kth_largest(buf, n, k):  # pragma: no cover - compiled
+    """The ``k``-th largest of ``buf[:n]`` (1 <= k <= n); reorders ``buf`` (quickselect, median of three)."""
+    lo, hi, target = 0, n - 1, k - 1
+    while hi > lo:
+        a, b, c = buf[lo], buf[(lo + hi) >> 1], buf[hi]
+        pivot = max(min(a, b), min(max(a, b), c))
+        i, j = lo, hi
+        while i <= j:
+            while buf[i] > pivot:
+                i += 1
+            while buf[j] < pivot:
+                j -= 1
+            if i <= j:
+                buf[i], buf[j] = buf[j], buf[i]
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+    return buf[target]
+
+
+@numba.njit(cache=True, nogil=True)
+def _top_tokens(scores, rows, k):  # pragma: no cover - compiled
+    """``[len(rows), k]`` token ids: each row's ``k`` best scores, by score descending, then id ascending.
+
+    One pass over the row takes the maxima of blocks of ``BLOCK`` tokens; the ``k``-th largest block
+    maximum bounds the ``k``-th best score from below (the ``k`` best blocks hold ``k`` tokens at
+    least that high), so only the tokens at or above it, in the few blocks that reach it, are
+    collected and sorted (stable, so equal scores keep id order).
+    """
+    vocab = scores.shape[1]
+    n_blocks = (vocab + BLOCK - 1) // BLOCK
+    out = np.empty((len(rows), k), dtype=np.int64)
+    maxima = np.empty(n_blocks, dtype=np.float64)
+    buf = np.empty(n_blocks, dtype=np.float64)
+    values = np.empty(vocab, dtype=np.float64)
+    ids = np.empty(vocab, dtype=np.int64)
+    for j in range(len(rows)):
+        row = scores[rows[j]]
+        floor = -np.inf
+        if k < n_blocks:
+            for b in range(n_blocks):
+                m = row[b * BLOCK]
+                for t in range(b * BLOCK + 1, min((b + 1) * BLOCK, vocab)):
+                    m = max(m, row[t])
+                maxima[b] = m
+            # k groups of blocks: the smallest group maximum bounds the k-th largest block maximum,
+            # so the quickselect runs over the (few) block maxima at or above it
+            size, coarse = n_blocks // k, np.inf
+            for g in range(k):
+                m = -np.inf
+                for b in range(g * size, n_blocks if g == k - 1 else (g + 1) * size):
+                    m = max(m, maxima[b])
+                coarse = min(coarse, m)
+            m = 0
+            for b in range(n_blocks):
+                if maxima[b] >= coarse:
+                    buf[m] = maxima[b]
+                    m += 1
+            floor = _kth_largest(buf, m, k)
+        n = 0
+        for b in range(n_blocks):
+            if k >= n_blocks or maxima[b] >= floor:
+                for t in range(b * BLOCK, min((b + 1) * BLOCK, vocab)):
+                    if row[t] >= floor:
+                        values[n] = row[t]
+                        ids[n] = t
+                        n += 1
+        if n < k:  # NaN scores: order the whole row instead
+            n = 0
+            for t in range(vocab):
+                values[n] = row[t]
+                ids[n] = t
+                n += 1
+        _keep_best(values, ids, n, k)
+        out[j] = ids[:k]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _write_kernel(out, scores, at_start, first, rows, cols):  # pragma: no cover - compiled
+    """``out`` = ``scores + first`` in rows ``at_start``, -inf elsewhere but at (``rows``, ``cols``),
+    which keep their scores; ``out`` may be ``scores`` itself."""
+    kept = np.empty(len(rows), dtype=np.float64)
+    for i in range(len(rows)):
+        kept[i] = scores[rows[i], cols[i]]
+    for r in range(out.shape[0]):
+        if at_start[r]:
+            for t in range(out.shape[1]):
+                out[r, t] = scores[r, t] + first[t]
+        else:
+            out[r, :] = -np.inf
+    for i in range(len(rows)):
+        out[rows[i], cols[i]] = kept[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _select_best(offsets, tokens, values, keep_all, eligible, k):  # pragma: no cover - compiled
+    """Which CSR entries stay: every entry of rows with ``keep_all``; elsewhere the ``k`` best eligible
+    entries by value (descending, then token ascending: tokens ascend within a row)."""
+    chosen = np.zeros(len(tokens), dtype=np.bool_)
+    buffer_values = np.empty(2 * k, dtype=np.float64)
+    buffer_ids = np.empty(2 * k, dtype=np.int64)
+    for r in range(len(offsets) - 1):
+        a, b = offsets[r], offsets[r + 1]
+        if keep_all[r]:
+            chosen[a:b] = True
+            continue
+        n = 0
+        full = False
+        threshold = -np.inf
+        for e in range(a, b):
+            if not eligible[e]:
+                continue
+            v = values[e]
+            if not full or v > threshold:
+                buffer_values[n] = v
+                buffer_ids[n] = e
+                n += 1
+                if n == 2 * k:
+                    n = _keep_best(buffer_values, buffer_ids, n, k)
+                    threshold = buffer_values[k - 1]
+                    full = True
+        n = _keep_best(buffer_values, buffer_ids, n, k)
+        for j in range(n):
+            chosen[buffer_ids[j]] = True
+    return chosen

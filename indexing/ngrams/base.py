@@ -11,6 +11,10 @@ recompute a range from the start of its n-gram. ``tokens`` are the corpus's own 
 corpus never uses (or a negative one) simply gives an empty range.
 
 :class:`indexing.ngrams.NgramIndex` holds a list of shards and presents them as one index.
+
+Optional: ``occurs(lo, hi, depth, tokens) -> bool [n]``, whether ``extend`` would give a non-empty
+range, answered more cheaply (the ``sa`` backend: one binary search instead of two). Decoding
+constraints check candidate tokens with it when a shard has it, and with ``extend`` otherwise.
 """
 
 from __future__ import annotations

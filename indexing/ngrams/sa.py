@@ -12,9 +12,12 @@ The separator sorts below every token and matches no query token, so no n-gram c
 boundary, and the n_docs suffixes that start with a separator are the first rows: the empty
 n-gram's range is ``[n_docs, len(text))``. Inside the range ``[lo, hi)`` of an n-gram of length
 ``d`` the column ``text[suffixes[i] + d]`` is non-decreasing, so extending by a token is two binary
-searches on it, and the distinct next tokens are its runs (a few linear probes, then galloping:
-O(k log(width / k)) for k runs). ``SA[i] + d`` stays inside the text: every document ends with a separator, which no
-n-gram contains. Measured design: ../shared/research/dependencies.md sections 4.2-4.5.
+searches on it (``occurs``, whether the extension is non-empty, one), and the distinct next tokens
+are its runs (a few linear probes, then galloping: O(k log(width / k)) for k runs). ``SA[i] + d``
+stays inside the text: every document ends with a separator, which no n-gram contains. The binary
+searches of a batch run in lockstep groups (``LANES``), so that their cache misses overlap: at 50M
+tokens that halves the time of a decoding step's candidate checks. Measured design:
+../shared/research/dependencies.md sections 4.2-4.5; benchmarks/ngram_index.py.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ SA_FILES = {"text": "sa_text.npy", "suffixes": "sa_suffixes.npy", "doc_starts": 
 SA_FORMAT = 1
 UINT16_MAX_SYMBOL = 65_535
 LINEAR_PROBES = 8  # rows of a run read one by one before galloping (measured: 4-16 all fine)
+LANES = 32  # binary searches advanced together (extend: 16 rows, occurs: 32)
 
 
 def _int64(values: np.ndarray) -> np.ndarray:
@@ -83,6 +87,15 @@ class SuffixArrayShard:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Narrow each row's range to the n-gram followed by ``tokens[i]`` (two binary searches)."""
         return _extend_kernel(
+            self.text, self.suffixes, _int64(lo), _int64(hi), _int64(depth), _int64(tokens), self.max_token
+        )
+
+    def occurs(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Bool per row: ``extend`` would give a non-empty range (one binary search instead of two).
+
+        What a decoding constraint needs to check candidate tokens; not part of ``NgramShard``.
+        """
+        return _occurs_kernel(
             self.text, self.suffixes, _int64(lo), _int64(hi), _int64(depth), _int64(tokens), self.max_token
         )
 
@@ -195,33 +208,96 @@ def _clip(lo, hi, depth, n):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_above(text, suffixes, a, b, depth, value):  # pragma: no cover - compiled
-    """First row in ``[a, b)`` whose column exceeds ``value`` (``b`` if none): binary search."""
-    while a < b:
-        mid = (a + b) >> 1
-        if _column(text, suffixes, mid, depth) <= value:
-            a = mid + 1
-        else:
-            b = mid
-    return a
+def _lower_bounds(text, suffixes, base, length, target, lane_depth, m, longest):  # pragma: no cover - compiled
+    """For lanes ``j < m``: the first row of ``[base[j], base[j] + length[j])`` (length >= 1) whose
+    column at ``lane_depth[j]`` is >= ``target[j]`` (the end if none), written into ``base``.
+
+    The branch-free binary search whose steps depend only on the length; all lanes advance one step
+    together (``longest``: the largest length), so their cache misses overlap instead of following
+    one another.
+    """
+    while longest > 1:
+        for j in range(m):
+            half = length[j] >> 1
+            below = _column(text, suffixes, base[j] + half, lane_depth[j]) < target[j]
+            base[j] += half * below
+            length[j] -= half
+        longest -= longest >> 1
+    for j in range(m):
+        base[j] += _column(text, suffixes, base[j], lane_depth[j]) < target[j]
 
 
 @numba.njit(cache=True, nogil=True)
 def _extend_kernel(text, suffixes, lo, hi, depth, tokens, max_token):  # pragma: no cover - compiled
+    """Both bounds of every row, ``LANES // 2`` rows at a time searched in lockstep: ``lo`` is the
+    first row whose column is >= symbol ``t + 1``, ``hi`` the first >= ``t + 2``."""
     n = len(text)
     new_lo = np.empty(len(lo), dtype=np.int64)
     new_hi = np.empty(len(lo), dtype=np.int64)
-    for r in range(len(lo)):
-        a, b = _clip(lo[r], hi[r], depth[r], n)
-        t = tokens[r]
-        if a < b and 0 <= t <= max_token:
-            a = _first_above(text, suffixes, a, b, depth[r], t)  # symbols <= t: below symbol t + 1
-            b = _first_above(text, suffixes, a, b, depth[r], t + 1)
-        else:
-            b = a
-        new_lo[r] = a
-        new_hi[r] = b
+    base = np.empty(LANES, dtype=np.int64)
+    length = np.empty(LANES, dtype=np.int64)
+    target = np.empty(LANES, dtype=np.int64)
+    lane_depth = np.empty(LANES, dtype=np.int64)
+    owner = np.empty(LANES, dtype=np.int64)
+    r = 0
+    while r < len(lo):
+        m = 0  # lanes in use
+        longest = 0
+        while r < len(lo) and m < LANES:
+            a, b = _clip(lo[r], hi[r], depth[r], n)
+            t = tokens[r]
+            new_lo[r] = a
+            new_hi[r] = a
+            if a < b and 0 <= t <= max_token:
+                for j in range(2):
+                    base[m + j] = a
+                    length[m + j] = b - a
+                    target[m + j] = t + 1 + j
+                    lane_depth[m + j] = depth[r]
+                    owner[m + j] = r
+                m += 2
+                longest = max(longest, b - a)
+            r += 1
+        _lower_bounds(text, suffixes, base, length, target, lane_depth, m, longest)
+        for j in range(0, m, 2):
+            new_lo[owner[j]] = base[j]
+            new_hi[owner[j]] = max(base[j], base[j + 1])  # equal on a real range; never negative
     return new_lo, new_hi
+
+
+@numba.njit(cache=True, nogil=True)
+def _occurs_kernel(text, suffixes, lo, hi, depth, tokens, max_token):  # pragma: no cover - compiled
+    """Whether ``extend`` would give a non-empty range: one lower bound (of symbol ``t + 1``) per row,
+    then one read: the continuation occurs iff that row exists and holds ``t + 1``."""
+    n = len(text)
+    out = np.zeros(len(lo), dtype=np.bool_)
+    base = np.empty(LANES, dtype=np.int64)
+    length = np.empty(LANES, dtype=np.int64)
+    target = np.empty(LANES, dtype=np.int64)
+    lane_depth = np.empty(LANES, dtype=np.int64)
+    owner = np.empty(LANES, dtype=np.int64)
+    end = np.empty(LANES, dtype=np.int64)
+    r = 0
+    while r < len(lo):
+        m = 0
+        longest = 0
+        while r < len(lo) and m < LANES:
+            a, b = _clip(lo[r], hi[r], depth[r], n)
+            t = tokens[r]
+            if a < b and 0 <= t <= max_token:
+                base[m] = a
+                length[m] = b - a
+                end[m] = b
+                target[m] = t + 1
+                lane_depth[m] = depth[r]
+                owner[m] = r
+                m += 1
+                longest = max(longest, b - a)
+            r += 1
+        _lower_bounds(text, suffixes, base, length, target, lane_depth, m, longest)
+        for j in range(m):
+            out[owner[j]] = base[j] < end[j] and _column(text, suffixes, base[j], lane_depth[j]) == target[j]
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

@@ -126,3 +126,38 @@ def test_eos_and_invalid_tokens_end_a_row() -> None:
     assert [allowed(r) for r in masked] == [{PAD}, {EOS}, {PAD}, {PAD}]
     with pytest.raises(ValueError, match="state has shape"):
         constraint.mask(state[:, :2], torch.zeros(4, MODEL_VOCAB))
+
+
+@pytest.mark.parametrize("backend", ["sa", "fm"])
+@pytest.mark.parametrize("select_width", [0, 10**9])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_both_wide_row_routes_and_dtypes_keep_the_best_allowed_tokens(backend: str, select_width: int, dtype,
+                                                                      monkeypatch) -> None:
+    """Wide rows either check candidates by extension or hand over to enumeration (SELECT_WIDTH); in-place
+    masking (mask_) gives what mask returns. Scores are distinct in every dtype, so the ranking is unique."""
+    import genret.constraints.ngram as ngram_module
+
+    monkeypatch.setitem(ngram_module.SELECT_WIDTH, backend, select_width)
+    docs = corpus(5, n_docs=50, vocab=30)
+    index = NgramIndex.from_token_lists(docs, backend=backend, shard_tokens=200)
+    present = sorted({tuple(d[s : s + m]) for d in docs for m in (1, 2) for s in range(len(d) - m + 1)})
+    ngrams = [[]] + [list(g) for g in present[:: max(1, len(present) // 60)]] + [[61]]
+    gen = torch.Generator().manual_seed(9)
+    scores = torch.stack([torch.randperm(MODEL_VOCAB, generator=gen) for _ in ngrams]).to(dtype) * 0.01
+    for keep_top in (1, 3, 8):
+        constraint = NgramConstraint(index, EOS, PAD, enumerate_width=0, keep_top=keep_top)
+        state = state_of(constraint, ngrams)
+        masked = constraint.mask(state, scores)
+        assert masked.dtype == dtype
+        inplace = scores.clone()
+        assert torch.equal(constraint.mask_(state, inplace), masked) and torch.equal(inplace, masked)
+        for i, g in enumerate(ngrams):
+            if g and not occurrences(docs, g):
+                assert allowed(masked[i]) == {PAD}
+                continue
+            if not g:
+                assert allowed(masked[i]) == {t for d in docs for t in d}
+                continue
+            follow = set(next_counts(docs, g))
+            ranked = [t for t in scores[i].float().argsort(descending=True).tolist() if t in follow]
+            assert allowed(masked[i]) == set(ranked[:keep_top]) | {EOS}, (g, keep_top)

@@ -7,10 +7,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from indexing.artifacts import ArtifactError
 from indexing.ngrams.sa import LINEAR_PROBES, SA_FILES, SA_JSON, SuffixArrayShard
-from tests.indexing.ngram_reference import flatten, next_counts, occurrences
+from tests.indexing.ngram_reference import all_ngrams, corpora, flatten, next_counts, occurrences
 
 
 def build(docs: list[list[int]]) -> SuffixArrayShard:
@@ -184,3 +186,28 @@ def test_build_rejects_bad_input() -> None:
         SuffixArrayShard.build(np.array([1, 2]), np.array([0, 2, 1, 2]))
     with pytest.raises(ValueError, match="integer"):
         SuffixArrayShard.build(np.array([1.0, 2.0]), np.array([0, 2]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(docs=corpora(max_token=6, max_docs=8, max_len=16), data=st.data())
+def test_occurs_is_extend_non_empty(docs: list[list[int]], data: st.DataObject) -> None:
+    """``occurs`` (one binary search, for constraint checks) agrees with ``extend`` and with brute force."""
+    shard = SuffixArrayShard.build(*flatten(docs))
+    ngrams = [[]] + [list(g) for g in sorted(all_ngrams(docs, 3))][:30]
+    states = []
+    for g in ngrams:
+        lo, hi = shard.root()
+        for depth, t in enumerate(g):
+            args = [np.array([v], dtype=np.int64) for v in (lo, hi, depth, t)]
+            new_lo, new_hi = shard.extend(*args)
+            lo, hi = int(new_lo[0]), int(new_hi[0])
+        states.append((lo, hi, len(g)))
+    rows = data.draw(st.lists(st.integers(0, len(states) - 1), min_size=1, max_size=80))
+    tokens = np.array(data.draw(st.lists(st.integers(-1, 8), min_size=len(rows), max_size=len(rows))), np.int64)
+    lo, hi, depth = (np.array([states[r][j] for r in rows], dtype=np.int64) for j in range(3))
+    got = shard.occurs(lo, hi, depth, tokens)
+    new_lo, new_hi = shard.extend(lo, hi, depth, tokens)
+    assert got.tolist() == (new_hi > new_lo).tolist()
+    for i, r in enumerate(rows):
+        expected = tokens[i] >= 0 and bool(occurrences(docs, ngrams[r] + [int(tokens[i])]))
+        assert bool(got[i]) == expected

@@ -1,0 +1,715 @@
+"""Benchmark: the n-gram store (``indexing.ngrams``, backends ``sa`` and ``fm``) and one SEAL decoding step.
+
+    python benchmarks/ngram_index.py                                   # quick: 1M synthetic tokens
+    python benchmarks/ngram_index.py --tokens 10000000 --json OUT      # one synthetic size
+    python benchmarks/ngram_index.py --tokens 1000000 10000000 50000000 --data ../shared/data/scifact \\
+        --json benchmarks/results/ngram_index_cpu.json                # everything, one JSON
+
+Corpora. Synthetic: token ids drawn i.i.d. from a Zipf law (s = ``--zipf``, default 1) over the
+content ids ``[2, --vocab)`` (32k vocabulary; rank r has probability proportional to 1 / r**s, ranks
+assigned to ids by a seeded permutation), documents of 64-192 tokens (uniform), the last one cut
+so that the corpus has exactly ``--tokens`` tokens; pad = 0 and eos = 1 never occur. Real:
+``--data`` = a BEIR folder, loaded with ``indexing.corpus.load_corpus``, indexed with
+``NgramIndex.build(corpus, load_tokenizer("minilm"), backend)`` (title and text joined). Nothing
+of a corpus is written outside ``--workdir`` (scifact is CC BY-NC: only numbers reach the JSON).
+
+Build (one fresh subprocess per corpus and backend, so that memory figures do not mix): wall and
+CPU time (``time.process_time`` of the build process) of the shard build from the tokens:
+``backend.build(tokens, doc_offsets)`` on int64 tokens, what ``NgramIndex.from_token_lists`` and
+``NgramIndex.build`` call; tokens/s both ways. Real corpora: the tokenization alone is timed before
+(``tokenize_*``), and the whole ``NgramIndex.build`` after (``ngram_index_build_wall_s``; its index
+is the one saved and queried). Memory: the build's peak resident memory above the process's
+resident memory just before it (corpus loaded, numba kernels loaded, the peak counter reset
+through ``/proc/self/clear_refs``), i.e. everything the build allocates, numba's and libdivsufsort's
+buffers included (tracemalloc would miss those). Size: ``nbytes()`` (the arrays in memory) and the
+sum of every file ``NgramIndex.save`` writes (manifest and doc ids included), per token.
+
+Latency (the saved index loaded back into memory, ``mmap=False``). States are real n-grams of the
+corpus: a document drawn in proportion to its length, a start position uniform inside it.
+``extend_640``: 640 rows of depth 0-4, each extended by the token that follows it there (one call).
+``next_narrow_640``: ``next_tokens_csr`` of 640 n-grams (depth 1-5) of width <= 1000 (one call);
+``next_mid``: widths 1e3-1e5, and ``next_wide``: the 8 most frequent unigrams, per range;
+``locate_100``: ``locate_csr(limit=100)`` of 64 n-grams with >= 100 occurrences, per range;
+``doc_tokens``: per document. Every timed case runs ``inner`` calls per sample (calibrated to
+about 5 ms), ``--reps`` samples interleaved across cases and backends (order rotated every
+round); medians of wall time reported, with min / max, and the median CPU time of the thread
+(``cpu_median_ms``: what the work cost when the shared machine descheduled the process).
+
+One constrained decoding step: 640 rows (32 queries x 20 beams) of n-grams of depth 0-5 (depth 0 =
+the empty n-gram; uniform over depths), ``NgramConstraint(index, eos, pad, enumerate_width=1000,
+keep_top=40)`` (``keep_top`` = 2 x beams: the hybrid gives the beams of the full mask). Scores
+``[640, vocab]`` float32, two kinds: ``random`` = N(0, 1); ``model`` = N(0, 1) with up to 64 true
+continuations of each row's n-gram (drawn by corpus frequency) raised by +4, as a trained model
+ranks valid continuations high. Timed separately, same states and scores for both backends:
+
+- ``allowed``: the index-side work (``NgramConstraint._allowed``): which (row, token) pairs are
+  allowed (narrow rows enumerated, wide rows' top candidates checked, the top-k over their scores
+  included); ``step_cpu_breakdown_ms`` splits its CPU time into top-k, checks, enumeration,
+  cutting to ``keep_top`` and the rest (measured apart, wrappers around those calls);
+- ``mask``: the whole ``NgramConstraint.mask`` call, a fresh ``[640, vocab]`` tensor of -inf with
+  the allowed scores written in (the cost every masking logits processor pays);
+- ``mask_``: the same written into the scores in place (what ``ConstrainedLogitsProcessor`` uses
+  under beam search with ``inplace=True``); each call gets a copy of the scores made before the clock;
+- ``advance``: one ``advance`` of the 640 rows by a valid token each;
+- per depth (``--by-depth``): ``allowed`` with all 640 rows at one depth (steps 1-5 of decoding).
+
+Machine: the CPU model and core count go to the JSON; the numbers are from a shared machine unless
+``--note`` says otherwise. torch runs on ``--threads`` threads (default 1); numba kernels are serial.
+``--merge`` adds a run to an existing JSON: ``runs`` holds every run's settings and machine,
+``results[i]["run"]`` the run a result came from (a corpus and backend measured again replaces the
+older result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MB = 2**20
+PAD, EOS = 0, 1
+FIRST_ID = 2
+ROWS, QUERIES, BEAMS = 640, 32, 20
+ENUMERATE_WIDTH, KEEP_TOP = 1000, 40
+BOOSTED, BOOST = 64, 4.0
+
+
+# ------------------------------------------------------------------------------------------ machine
+
+
+def machine_info(note: str) -> dict[str, Any]:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numba
+    import torch
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "note": note,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "load_average_1_5_15": list(os.getloadavg()),
+        "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE"),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def rss_now_mb() -> float:
+    """Current resident memory (VmRSS) of this process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_peak_mb() -> float:
+    """Peak resident memory (VmHWM) since the start or the last ``reset_peak``."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def folder_bytes(folder: Path) -> tuple[int, int]:
+    """(all files, .npy files) under ``folder``, in bytes."""
+    total = npy = 0
+    for path in folder.rglob("*"):
+        if path.is_file():
+            size = path.stat().st_size
+            total += size
+            npy += size if path.suffix == ".npy" else 0
+    return total, npy
+
+
+# ------------------------------------------------------------------------------------------ corpora
+
+
+def zipf_corpus(n_tokens: int, vocab: int, s: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(tokens uint16 [n_tokens], doc_offsets int64)``: i.i.d. Zipf ids in ``[2, vocab)``, docs of 64-192."""
+    rng = np.random.default_rng(seed)
+    ranks = np.arange(1, vocab - FIRST_ID + 1, dtype=np.float64)
+    cdf = np.cumsum(ranks**-s)
+    cdf /= cdf[-1]
+    ids = (FIRST_ID + rng.permutation(len(ranks))).astype(np.uint16 if vocab <= 65536 else np.int32)
+    tokens = np.empty(n_tokens, dtype=ids.dtype)
+    chunk = 1 << 22
+    for start in range(0, n_tokens, chunk):
+        m = min(chunk, n_tokens - start)
+        tokens[start : start + m] = ids[np.minimum(np.searchsorted(cdf, rng.random(m), side="right"), len(ids) - 1)]
+    lengths = rng.integers(64, 193, size=n_tokens // 64 + 2)
+    ends = np.cumsum(lengths)
+    n_docs = int(np.searchsorted(ends, n_tokens)) + 1
+    offsets = np.concatenate([[0], np.minimum(ends[:n_docs], n_tokens)]).astype(np.int64)
+    return tokens, offsets
+
+
+def synthetic_files(workdir: Path, n_tokens: int, vocab: int, s: float, seed: int) -> dict[str, str]:
+    """The corpus as ``.npy`` files in ``workdir`` (made once, reused by every build process)."""
+    stem = workdir / f"zipf-{n_tokens}-v{vocab}-s{s:g}-seed{seed}"
+    files = {"tokens": f"{stem}.tokens.npy", "offsets": f"{stem}.offsets.npy"}
+    if not all(Path(f).is_file() for f in files.values()):
+        tokens, offsets = zipf_corpus(n_tokens, vocab, s, seed)
+        np.save(files["tokens"], tokens)
+        np.save(files["offsets"], offsets)
+    return files
+
+
+# ------------------------------------------------------------------------------------------ build (child)
+
+
+def build_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Runs in a fresh process: build one index, save it, report time, memory and size."""
+    from indexing.ngrams import NgramIndex, backend_class
+
+    backend, out = spec["backend"], Path(spec["out"])
+    # load the numba kernels (cache=True) outside the measurement
+    NgramIndex.from_token_lists([[2, 3, 4], [3, 4]], backend=backend).next_tokens_csr(NgramIndex.from_token_lists(
+        [[2, 3]], backend=backend).root(1))
+    result: dict[str, Any] = {}
+    if spec["kind"] == "synthetic":
+        tokens = np.load(spec["tokens"]).astype(np.int64)
+        offsets = np.load(spec["offsets"])
+        gc.collect()
+        rss_before, peak_reset = rss_now_mb(), reset_peak()
+        wall, cpu = time.perf_counter(), time.process_time()
+        shard = backend_class(backend).build(tokens, offsets)
+        index = NgramIndex([shard], config={"backend": backend, "vocab_size": spec["vocab"]})
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        peak = rss_peak_mb()
+        del tokens
+    else:  # a real corpus: tokenized first (timed), then indexed like a synthetic one, then NgramIndex.build
+        from indexing.columns import document_texts
+        from indexing.corpus import load_corpus
+        from indexing.tokenizer import load_tokenizer
+
+        corpus = load_corpus(spec["data"], progress=False)
+        tokenizer = load_tokenizer(spec["tokenizer"])
+        tok_wall, tok_cpu = time.perf_counter(), time.process_time()
+        n, docs = len(corpus), []
+        for start in range(0, n, 1000):  # what NgramIndex.build does before indexing
+            docs += tokenizer.encode_batch(document_texts(corpus[start : min(n, start + 1000)]))
+        result["tokenize_wall_s"] = time.perf_counter() - tok_wall
+        result["tokenize_cpu_s"] = time.process_time() - tok_cpu
+        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(d) for d in docs])
+        tokens = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs])
+        del docs
+        gc.collect()
+        rss_before, peak_reset = rss_now_mb(), reset_peak()
+        wall, cpu = time.perf_counter(), time.process_time()
+        shard = backend_class(backend).build(tokens, offsets)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        peak = rss_peak_mb()
+        del shard, tokens
+        gc.collect()
+        total = time.perf_counter()
+        index = NgramIndex.build(corpus, tokenizer, backend=backend, progress=False)
+        result["ngram_index_build_wall_s"] = time.perf_counter() - total  # tokenization included
+        result["eos_token_id"], result["vocab_size"] = tokenizer.eos_token_id, tokenizer.vocab_size
+        pad = tokenizer.backend.token_to_id("[PAD]")
+        result["pad_token_id"] = int(pad) if pad is not None else 0
+    n_tokens = index.n_tokens
+    save = time.perf_counter()
+    if out.exists():
+        shutil.rmtree(out)
+    index.save(out)
+    save = time.perf_counter() - save
+    disk, npy = folder_bytes(out)
+    result.update({
+        "n_tokens": n_tokens,
+        "n_docs": index.n_docs,
+        "build_wall_s": wall,
+        "build_cpu_s": cpu,
+        "tokens_per_s_wall": n_tokens / wall,
+        "tokens_per_s_cpu": n_tokens / cpu if cpu > 0 else None,
+        "rss_before_build_mb": rss_before,
+        "peak_rss_build_mb": peak,
+        "build_peak_mb": peak - rss_before,
+        "peak_counter_reset": peak_reset,
+        "memory_bytes": index.nbytes(),
+        "memory_bytes_per_token": index.nbytes() / n_tokens,
+        "disk_bytes": disk,
+        "disk_npy_bytes": npy,
+        "disk_bytes_per_token": disk / n_tokens,
+        "save_s": save,
+    })
+    return result
+
+
+def run_build(spec: dict[str, Any]) -> dict[str, Any]:
+    """``build_child`` in a fresh interpreter (its result is the last line of its output)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--build-child", json.dumps(spec)],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1],
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"build of {spec['backend']} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+
+class Sampler:
+    """Real n-grams of an index's corpus: document drawn by length, start uniform inside it."""
+
+    def __init__(self, index: Any, seed: int) -> None:
+        self.index = index
+        self.rng = np.random.default_rng(seed)
+        self.lengths = index.doc_lengths()
+        self.cum = np.cumsum(self.lengths)
+        self._docs: dict[int, np.ndarray] = {}
+
+    def doc(self, d: int) -> np.ndarray:
+        if d not in self._docs:
+            self._docs[d] = self.index.doc_tokens(d)
+        return self._docs[d]
+
+    def ngram(self, depth: int) -> list[int]:
+        while True:
+            d = int(np.searchsorted(self.cum, self.rng.integers(0, self.cum[-1]), side="right"))
+            if self.lengths[d] >= depth:
+                start = int(self.rng.integers(0, self.lengths[d] - depth + 1))
+                return self.doc(d)[start : start + depth].tolist()
+
+    def ngrams(self, n: int, depths: tuple[int, int]) -> list[list[int]]:
+        return [self.ngram(int(self.rng.integers(depths[0], depths[1] + 1))) for _ in range(n)]
+
+    def by_width(self, n: int, depths: tuple[int, int], low: int, high: int, tries: int = 40) -> list[list[int]]:
+        """Up to ``n`` n-grams with ``low <= occurrences <= high``."""
+        found: list[list[int]] = []
+        for _ in range(tries):
+            cand = self.ngrams(max(4 * n, 256), depths)
+            width = self.index.find(cand).counts
+            found += [g for g, w in zip(cand, width, strict=True) if low <= w <= high]
+            if len(found) >= n:
+                break
+        return found[:n]
+
+
+def state_tensor(index: Any, ngrams: list[list[int]]) -> Any:
+    """The NgramConstraint state of each n-gram: ``[depth, lo per shard, hi per shard]`` int64 rows."""
+    import torch
+
+    r = index.find(ngrams)
+    live = r.counts > 0
+    host = np.concatenate([np.where(live, r.depth, -1)[:, None], r.lo, r.hi], axis=1).astype(np.int64)
+    return torch.from_numpy(np.ascontiguousarray(host))
+
+
+def model_like_scores(index: Any, ngrams: list[list[int]], vocab: int, seed: int) -> tuple[Any, Any]:
+    """``(random, model)`` scores ``[n, vocab]`` (see the module docstring)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    random = torch.randn(len(ngrams), vocab, generator=gen)
+    model = random.clone()
+    rng = np.random.default_rng(seed)
+    offsets, tokens, counts = index.next_tokens_csr(index.find(ngrams))
+    for i in range(len(ngrams)):
+        tok, cnt = tokens[offsets[i] : offsets[i + 1]], counts[offsets[i] : offsets[i + 1]]
+        keep = (tok >= 0) & (tok < vocab)
+        tok, cnt = tok[keep], cnt[keep].astype(np.float64)
+        if len(tok):
+            pick = rng.choice(tok, size=min(BOOSTED, len(tok)), replace=False, p=cnt / cnt.sum())
+            model[i, torch.from_numpy(pick.astype(np.int64))] += BOOST
+    return random, model
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+
+class Case:
+    """One timed operation: ``fn()`` (or ``fn(setup())``, the setup outside the clock)."""
+
+    def __init__(self, name: str, backend: str, fn: Callable[..., Any], per: int = 1,
+                 setup: Callable[[], Any] | None = None) -> None:
+        self.name, self.backend, self.fn, self.per, self.setup = name, backend, fn, per, setup
+        self.inner = 1
+        self.samples: list[float] = []
+        self.cpu: list[float] = []
+
+    def call(self) -> tuple[float, float]:
+        arg = self.setup() if self.setup else None
+        cpu, wall = time.thread_time(), time.perf_counter()
+        self.fn(arg) if self.setup else self.fn()
+        return time.perf_counter() - wall, time.thread_time() - cpu
+
+    def once(self) -> tuple[float, float]:
+        """Seconds per call (wall, CPU of this thread) over ``inner`` calls."""
+        wall = cpu = 0.0
+        for _ in range(self.inner):
+            w, c = self.call()
+            wall, cpu = wall + w, cpu + c
+        return wall / self.inner, cpu / self.inner
+
+    def calibrate(self, target: float) -> None:
+        self.inner = 1
+        first = min(self.once()[0] for _ in range(2))
+        self.inner = int(max(1, min(1000, target / max(first, 1e-7))))
+
+    def summary(self) -> dict[str, Any]:
+        med = statistics.median(self.samples)
+        return {
+            "median_ms": med * 1e3,
+            "median_us_per_item": med * 1e6 / self.per,
+            "min_ms": min(self.samples) * 1e3,
+            "max_ms": max(self.samples) * 1e3,
+            "cpu_median_ms": statistics.median(self.cpu) * 1e3,
+            "items_per_call": self.per,
+            "calls_per_sample": self.inner,
+            "samples": len(self.samples),
+        }
+
+
+def run_cases(cases: list[Case], reps: int, target: float, progress: Callable[[str], None]) -> None:
+    """Warm up and calibrate every case, then ``reps`` rounds over all cases, order rotated per round."""
+    for case in cases:
+        case.call()  # warm-up (numba kernels, caches)
+        case.calibrate(target)
+    start = time.perf_counter()
+    for rep in range(reps):
+        shift = rep % len(cases)
+        for case in cases[shift:] + cases[:shift]:
+            wall, cpu = case.once()
+            case.samples.append(wall)
+            case.cpu.append(cpu)
+        if (rep + 1) % 5 == 0 or rep + 1 == reps:
+            progress(f"  round {rep + 1}/{reps} ({time.perf_counter() - start:.0f} s)")
+
+
+# ------------------------------------------------------------------------------------------ one corpus
+
+
+def bench_corpus(name: str, paths: dict[str, Path], vocab: int, eos: int, pad: int, args: argparse.Namespace,
+                 log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Latency cases for every backend of one corpus, interleaved; returns ``{backend: {case: summary}}``."""
+    from genret.constraints.ngram import NgramConstraint
+    from indexing.ngrams import NgramIndex
+
+    indexes = {b: NgramIndex.load(p, mmap=False) for b, p in paths.items()}
+    first = next(iter(indexes.values()))
+    sampler = Sampler(first, args.seed)
+    t = time.perf_counter()
+    ext = sampler.ngrams(ROWS, (1, 5))
+    ext_states, ext_tokens = [g[:-1] for g in ext], np.array([g[-1] for g in ext], dtype=np.int64)
+    narrow = sampler.by_width(ROWS, (1, 5), 1, ENUMERATE_WIDTH)
+    mid = sampler.by_width(64, (1, 4), ENUMERATE_WIDTH + 1, 100_000)
+    root_counts = first.next_tokens_csr(first.root(1))
+    wide = [[int(t)] for t in root_counts[1][np.argsort(-root_counts[2])[:8]]]
+    located = sampler.by_width(64, (1, 3), 100, 10**12)
+    docs = sampler.rng.integers(0, first.n_docs, 100)
+    step = [sampler.ngram(int(d)) if d else [] for d in sampler.rng.integers(0, 6, ROWS)]
+    random_scores, model_scores = model_like_scores(first, step, vocab, args.seed)
+    by_depth = {d: sampler.ngrams(ROWS, (d, d)) for d in range(1, 6)} if args.by_depth else {}
+    depth_scores = {d: model_like_scores(first, g, vocab, args.seed + d) for d, g in by_depth.items()}
+    log(f"  states sampled in {time.perf_counter() - t:.1f} s: narrow {len(narrow)}, mid {len(mid)}, "
+        f"wide {[int(w) for w in first.find(wide).counts]}, locate {len(located)}")
+    info: dict[str, Any] = {
+        "widths": {
+            "extend_640_median": float(np.median(first.find(ext_states).counts)),
+            "narrow_median": float(np.median(first.find(narrow).counts)) if narrow else None,
+            "mid_median": float(np.median(first.find(mid).counts)) if mid else None,
+            "wide": [int(w) for w in first.find(wide).counts],
+            "step_wide_rows": 0,
+        }
+    }
+    cases: list[Case] = []
+    breakdown: dict[str, Any] = {}
+    for b, index in indexes.items():
+        r_ext, r_narrow, r_mid = index.find(ext_states), index.find(narrow), index.find(mid)
+        r_wide, r_loc = index.find(wide), index.find(located)
+        cases += [
+            Case("extend_640", b, lambda i=index, r=r_ext: i.extend(r, ext_tokens), ROWS),
+            Case("next_narrow_640", b, lambda i=index, r=r_narrow: i.next_tokens_csr(r), max(len(narrow), 1)),
+            Case("locate_100", b, lambda i=index, r=r_loc: i.locate_csr(r, 100), max(len(located), 1)),
+            Case("doc_tokens", b, lambda i=index: [i.doc_tokens(int(d)) for d in docs], len(docs)),
+        ]
+        if mid:
+            cases.append(Case("next_mid", b, lambda i=index, r=r_mid: i.next_tokens_csr(r), len(mid)))
+        cases.append(Case("next_wide", b, lambda i=index, r=r_wide: i.next_tokens_csr(r), len(wide)))
+        con = NgramConstraint(index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH,
+                              keep_top=KEEP_TOP)
+        state = state_tensor(index, step)
+        counts = index.find(step).counts
+        depth = np.array([len(g) for g in step])
+        info["widths"]["step_wide_rows"] = int(((counts > ENUMERATE_WIDTH) & (depth > 0)).sum())
+        info["widths"]["step_narrow_rows"] = int(((counts <= ENUMERATE_WIDTH) & (depth > 0)).sum())
+        info["widths"]["step_start_rows"] = int((depth == 0).sum())
+        adv = _valid_tokens(con, state, model_scores)
+        for kind, scores in (("random", random_scores), ("model", model_scores)):
+            cases += [
+                Case(f"step_allowed_{kind}", b, lambda c=con, s=state, x=scores: c._allowed(s, x), ROWS),
+                Case(f"step_mask_{kind}", b, lambda c=con, s=state, x=scores: c.mask(s, x), ROWS),
+                Case(f"step_mask_inplace_{kind}", b, lambda x, c=con, s=state: c.mask_(s, x), ROWS,
+                     setup=lambda x=scores: x.clone()),
+            ]
+        cases.append(Case("step_advance", b, lambda c=con, s=state, t=adv: c.advance(s, t), ROWS))
+        breakdown[b] = {kind: step_breakdown(con, state, scores)
+                        for kind, scores in (("model", model_scores), ("random", random_scores))}
+        for d, g in by_depth.items():
+            s_d = state_tensor(index, g)
+            cases.append(Case(f"depth{d}_allowed_random", b, lambda c=con, s=s_d, x=depth_scores[d][0]:
+                              c._allowed(s, x), ROWS))
+            cases.append(Case(f"depth{d}_allowed_model", b, lambda c=con, s=s_d, x=depth_scores[d][1]:
+                              c._allowed(s, x), ROWS))
+    if args.by_depth:
+        info["widths"]["by_depth_wide_rows"] = {
+            d: int((first.find(g).counts > ENUMERATE_WIDTH).sum()) for d, g in by_depth.items()}
+    check_same_allowed(indexes, step, model_scores, eos, pad)
+    run_cases(cases, args.reps, args.target_ms / 1e3, log)
+    out: dict[str, dict[str, Any]] = {b: {"latency": {}} for b in indexes}
+    for case in cases:
+        out[case.backend]["latency"][case.name] = case.summary()
+    for b in indexes:
+        out[b]["states"] = info
+        out[b]["step_cpu_breakdown_ms"] = breakdown[b]
+    del indexes
+    gc.collect()
+    return out
+
+
+def _valid_tokens(con: Any, state: Any, scores: Any) -> Any:
+    """One allowed token per row (its best-scoring one): what beam search would feed ``advance``."""
+    return con.mask(state, scores).argmax(dim=1)
+
+
+def step_breakdown(con: Any, state: Any, scores: Any, reps: int = 7) -> dict[str, Any]:
+    """Where ``_allowed``'s CPU time goes (thread CPU ms per call, mean over ``reps`` calls): the top-k
+    over wide rows' scores, the candidate checks (``occurs`` / ``extend``), enumeration
+    (``next_tokens``), cutting enumerated wide rows to ``keep_top``, and the rest (numpy glue);
+    plus how many wide rows were handed from checks to enumeration. Measured apart from the timed
+    cases (the wrappers add a little)."""
+    import genret.constraints.ngram as module
+
+    spent: dict[str, float] = {}
+    handed: list[int] = []
+
+    def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.thread_time() - start
+        return wrapper
+
+    saved = {name: getattr(module, name) for name in ("_top_tokens", "_select_best")}
+    shards = con.index.shards
+    check_top = con._check_top
+
+    def counting_check_top(*a: Any, **k: Any) -> Any:
+        out = check_top(*a, **k)
+        handed.append(len(out[2]))
+        return out
+
+    try:
+        module._top_tokens = timed("topk", saved["_top_tokens"])
+        module._select_best = timed("cut_to_keep_top", saved["_select_best"])
+        for shard in shards:
+            for method, label in (("occurs", "checks"), ("extend", "checks"), ("next_tokens", "enumerate")):
+                if hasattr(shard, method):
+                    setattr(shard, method, timed(label, getattr(type(shard), method).__get__(shard)))
+        con._check_top = counting_check_top
+        con._allowed(state, scores)
+        spent.clear()
+        handed.clear()
+        start = time.thread_time()
+        for _ in range(reps):
+            con._allowed(state, scores)
+        total = time.thread_time() - start
+    finally:
+        for name, fn in saved.items():
+            setattr(module, name, fn)
+        for shard in shards:
+            for method in ("occurs", "extend", "next_tokens"):
+                shard.__dict__.pop(method, None)
+        del con._check_top
+    out = {k: v / reps * 1e3 for k, v in spent.items()}
+    out["total"] = total / reps * 1e3
+    out["other"] = out["total"] - sum(v for k, v in out.items() if k != "total")
+    out["wide_rows_enumerated"] = handed[0] if handed else 0
+    return out
+
+
+def check_same_allowed(indexes: dict[str, Any], step: list[list[int]], scores: Any, eos: int, pad: int) -> None:
+    """Both backends allow the same tokens on the step (a sanity check of the benchmark's inputs)."""
+    import torch
+
+    from genret.constraints.ngram import NgramConstraint
+
+    masks = []
+    for index in indexes.values():
+        con = NgramConstraint(index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH,
+                              keep_top=KEEP_TOP)
+        masks.append(torch.isfinite(con.mask(state_tensor(index, step), scores)))
+    for m in masks[1:]:
+        if not torch.equal(m, masks[0]):
+            raise AssertionError("the backends allow different tokens on the benchmark step")
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The README table: medians of wall time (the machine was shared: see the JSON for CPU times)."""
+    head = ("| corpus | backend | build s | tokens/s wall (CPU) | build peak MB | bytes/token disk | extend 640 | "
+            "next narrow 640 | next wide (per range) | locate 100 (per range) | step index-side, model (random) | "
+            "step full mask, fresh (in place) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        b, lat = r["build"], r["latency"]
+
+        def ms(name: str, lat: dict[str, Any] = lat) -> str:
+            return f"{lat[name]['median_ms']:.2f} ms" if name in lat else "-"
+
+        def each(name: str, lat: dict[str, Any] = lat) -> str:
+            if name not in lat:
+                return "-"
+            v = lat[name]["median_us_per_item"]
+            return f"{v / 1e3:.2f} ms" if v >= 1000 else f"{v:.1f} µs"
+
+        lines.append(
+            f"| {r['corpus']} | {r['backend']} | {b['build_wall_s']:.2f} | "
+            f"{b['tokens_per_s_wall'] / 1e6:.2f}M ({b['tokens_per_s_cpu'] / 1e6:.2f}M) | {b['build_peak_mb']:.0f} | "
+            f"{b['disk_bytes_per_token']:.2f} | {ms('extend_640')} | {ms('next_narrow_640')} | {each('next_wide')} | "
+            f"{each('locate_100')} | {ms('step_allowed_model')} ({ms('step_allowed_random')}) | "
+            f"{ms('step_mask_model')} ({ms('step_mask_inplace_model')}) |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokens", type=int, nargs="*", default=None,
+                        help="synthetic corpus sizes (default: 1M when --data is not given)")
+    parser.add_argument("--data", nargs="*", default=[], help="BEIR corpus folders (e.g. ../shared/data/scifact)")
+    parser.add_argument("--tokenizer", default="minilm")
+    parser.add_argument("--backends", nargs="+", default=["sa", "fm"])
+    parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--zipf", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reps", type=int, default=15, help="timed samples per case (interleaved)")
+    parser.add_argument("--target-ms", type=float, default=5.0, help="about this long per sample")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--by-depth", action="store_true", help="also time steps with every row at one depth")
+    parser.add_argument("--workdir", default="/tmp/genret-ngram-bench", help="corpora and indexes (deleted after)")
+    parser.add_argument("--keep", action="store_true", help="keep the indexes in --workdir")
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the entries of an existing --json file (same corpus and backend replaced)")
+    parser.add_argument("--note", default=f"shared machine ({os.cpu_count()} cores, other jobs running)")
+    parser.add_argument("--build-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.build_child:
+        print(json.dumps(build_child(json.loads(args.build_child))))
+        return {}
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sizes = args.tokens if args.tokens is not None else ([] if args.data else [1_000_000])
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    corpora: list[dict[str, Any]] = [{"name": f"zipf-{n / 1e6:g}M", "kind": "synthetic", "tokens": n} for n in sizes]
+    corpora += [{"name": Path(d).name, "kind": "real", "data": str(d)} for d in args.data]
+    results: list[dict[str, Any]] = []
+    for corpus in corpora:
+        log(f"== {corpus['name']}")
+        paths, builds = {}, {}
+        for backend in args.backends:
+            out = workdir / f"{corpus['name']}-{backend}"
+            spec: dict[str, Any] = {"backend": backend, "out": str(out), "kind": corpus["kind"], "vocab": args.vocab}
+            if corpus["kind"] == "synthetic":
+                t = time.perf_counter()
+                spec.update(synthetic_files(workdir, corpus["tokens"], args.vocab, args.zipf, args.seed))
+                log(f"  corpus ready ({time.perf_counter() - t:.1f} s)")
+            else:
+                spec.update({"data": corpus["data"], "tokenizer": args.tokenizer})
+            builds[backend] = run_build(spec)
+            paths[backend] = out
+            b = builds[backend]
+            log(f"  {backend}: built {b['n_tokens']:,} tokens in {b['build_wall_s']:.2f} s "
+                f"({b['tokens_per_s_wall'] / 1e6:.2f}M tokens/s wall, {b['tokens_per_s_cpu'] / 1e6:.2f}M CPU), "
+                f"peak +{b['build_peak_mb']:.0f} MB, {b['disk_bytes_per_token']:.3f} B/token on disk, "
+                f"{b['memory_bytes_per_token']:.3f} in memory")
+        first = builds[args.backends[0]]
+        vocab = first.get("vocab_size", args.vocab)
+        eos, pad = first.get("eos_token_id", EOS), first.get("pad_token_id", PAD)
+        latency = bench_corpus(corpus["name"], paths, vocab, eos, pad, args, log)
+        for backend in args.backends:
+            results.append({
+                "corpus": corpus["name"], "kind": corpus["kind"], "backend": backend, "run": 0,
+                "vocab": vocab, "eos": eos, "pad": pad,
+                "build": builds[backend], **latency[backend],
+            })
+        if not args.keep:
+            for p in paths.values():
+                shutil.rmtree(p, ignore_errors=True)
+        log(table(results[-len(args.backends):]))
+    machine = machine_info(args.note)
+    settings = {k: v for k, v in vars(args).items() if k not in ("build_child", "json", "merge")} | {
+        "rows": ROWS, "queries": QUERIES, "beams": BEAMS, "enumerate_width": ENUMERATE_WIDTH,
+        "keep_top": KEEP_TOP, "boosted": BOOSTED, "boost": BOOST}
+    report = {
+        "benchmark": "ngram_index",
+        "machine": machine,
+        "settings": settings,
+        "runs": [{"settings": settings, "machine": machine}],
+        "results": results,
+    }
+    if args.json:
+        path = Path(args.json)
+        if args.merge and path.is_file():  # earlier runs' results stay, each with the index of its run
+            old = json.loads(path.read_text())
+            runs = old.get("runs") or [{"settings": old["settings"], "machine": old["machine"]}]
+            for r in results:
+                r["run"] = len(runs)
+            done = {(r["corpus"], r["backend"]) for r in results}
+            kept = [{"run": 0, **r} for r in old.get("results", []) if (r["corpus"], r["backend"]) not in done]
+            report["results"] = kept + results
+            report["runs"] = runs + report["runs"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        log(f"wrote {path}")
+    print(table(report["results"]))
+    return report
+
+
+if __name__ == "__main__":
+    main()
