@@ -2,28 +2,44 @@
 
 State = the trie node each row has reached (int64, on the model's device); -1 is the dead state.
 Every step is a handful of tensor operations over all rows, with shapes known on the host, so
-nothing waits on the device:
+nothing waits on the device, and few of them (on a GPU each is a kernel launch, and a step of
+``generate`` there is launch-bound):
 
-- ``advance``: the child of node ``s`` along token ``t`` is the node whose key ``parent * V +
-  token`` equals ``s * V + t``. Nodes are numbered breadth-first with each child block sorted by
-  token, so these keys are strictly increasing in node id and one ``torch.searchsorted`` over
-  them finds every row's child at once (``V`` = the trie's vocabulary size; a token outside
-  ``[0, V)`` or a dead state gives -1). For 640 rows of a 1M-identifier trie (8M nodes) on CPU
-  it took 0.13-0.25 ms, against 1.0-1.5 ms for a bisection inside each child block (15 rounds of
-  several small kernels for a 32k-child root). Costs 8 bytes per node on the device, next to the
-  trie's own 12.
-- ``mask``: each row's child block ``first_child[s] .. first_child[s + 1]`` is gathered padded to
-  a fixed width (the largest out-degree of any node but the root, a host int computed once),
-  the children's tokens index a gather of the row's scores and a scatter of them into a row of
-  ``-inf``. The root usually has far more children than any other node (a whole first-token
-  vocabulary), so its row is precomputed once per device, dtype and vocabulary as a 0 / -inf
-  bias and added, broadcast, to every row.
+- ``advance`` (8 operations): the child of node ``s`` along token ``t`` is the node whose key
+  ``parent * (V + 1) + token`` equals ``s * (V + 1) + t``. Nodes are numbered breadth-first with
+  each child block sorted by token, so these keys are strictly increasing in node id and one
+  ``torch.searchsorted`` over them finds every row's child at once (``V`` = the trie's
+  vocabulary size). Tokens are clamped to ``[-1, V]`` and states to ``[-1, n_nodes]`` first:
+  with the multiplier ``V + 1`` a clamped bad token reads as token ``V``, which no edge carries,
+  a dead state gives a negative key and an out-of-range state a key past the last, so no extra
+  validity test is needed; a sentinel key past every real one keeps the search's answer a valid
+  index. For 640 rows of a 1M-identifier trie (8M nodes) on CPU the search took 0.13-0.25 ms,
+  against 1.0-1.5 ms for a bisection inside each child block. Costs 8 bytes per node.
+- ``mask`` (8 operations): each row's child block is looked up in ``bounds`` (``[first, last]``
+  child per node; a leaf, and the extra row ``n_nodes`` that dead states read, point at a
+  one-entry block holding ``fill_token_id``, so every row has at least one allowed token and no
+  test for "no children" is needed), gathered padded to a fixed width (the largest out-degree of
+  any node but the root, a host int computed once; padding repeats the block's last child, a
+  duplicate write of the same value), and the children's scores are gathered, the scores set to
+  ``-inf`` and the gathered scores scattered back. ``bounds`` and the edge tokens (int64, so no
+  conversion per step) cost 16 bytes per node. Setting the scores to ``-inf`` is the one pass
+  over all of them and, on CPU, nearly all of the time (about 8 ms of 10 for 640 rows x 32k tokens).
+- The root usually has far more children than any other node (a whole first-token vocabulary).
+  When it does not fit the width, the first step sets the root's *complement* to ``-inf``
+  (``index_fill`` of a precomputed column list: for random identifiers over 32k tokens, about 130
+  columns instead of 32k) or, when the complement is large too, adds a precomputed 0 / -inf bias.
 
-Which of the two a state needs is known on the host without looking at it: ``start`` returns
+Which of the paths a state needs is known on the host without looking at it: ``start`` returns
 roots only and ``advance`` never returns the root (a root has no parent), so ``mask`` takes the
-root path for the tensor ``start`` last returned, the gather path for the tensor ``advance`` last
-returned, and for any other tensor (states made by hand, reindexed, mixed) does both and picks
-per row with ``torch.where`` (correct for any state, one extra pass over the scores).
+root path for the tensor ``start`` last returned, the block path for the tensor ``advance`` last
+returned, and for any other tensor (states made by hand, reindexed, mixed) checks the range of
+every state and, if the root does not fit the width, picks per row with ``torch.where`` (correct
+for any state, one extra pass over the scores).
+
+``mask`` returns a new tensor (the ``Constraint`` protocol). ``mask_`` does the same work in the
+scores it is given and returns them: no new ``[rows, vocab]`` tensor, which on CPU is most of
+the cost (a fresh 80 MB tensor for 640 rows x 32k tokens costs 70-80 ms of page faults, filling
+one in place about 8 ms). ``ConstrainedLogitsProcessor(..., inplace=True)`` uses it.
 
 The trie's tensors are moved to a device once and kept (one copy per device).
 """
@@ -39,6 +55,8 @@ import numpy as np
 import torch
 
 from indexing.trie import DocidTrie
+
+_SENTINEL = np.iinfo(np.int64).max
 
 
 class TrieConstraint:
@@ -62,7 +80,7 @@ class TrieConstraint:
         self.width = max(1, int(degree[1:].max(initial=0)))
         self._root_fits = self.root_degree <= self.width
         self._device_cache: dict[torch.device, dict[str, torch.Tensor]] = {}
-        self._bias_cache: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
+        self._root_cache: dict[tuple[torch.device, torch.dtype, int], tuple[str, torch.Tensor]] = {}
         self._lock = threading.Lock()
         self._roots: weakref.ref[torch.Tensor] | None = None  # last tensor start() returned
         self._children: weakref.ref[torch.Tensor] | None = None  # last tensor advance() returned
@@ -73,42 +91,66 @@ class TrieConstraint:
     # ------------------------------------------------------------ device data
 
     def tensors(self, device: torch.device | str) -> dict[str, torch.Tensor]:
-        """The trie on ``device``: ``first_child``, ``token`` (int32), ``keys`` and ``arange``.
+        """The trie on ``device``: ``keys``, ``bounds``, ``token`` and ``arange`` (see the module doc).
 
-        Built and moved once per device, then cached.
+        ``keys`` (int64, ``n_nodes`` entries: node ``j >= 1`` at ``j - 1``, then the sentinel);
+        ``bounds`` (``[n_nodes + 1, 2]``, int32 below 2**31 nodes): first and last child of each
+        node, the fill entry for leaves and for row ``n_nodes`` (the dead state); ``token``
+        (int64, ``n_nodes + 1``): the edge token into each node, then ``fill_token_id``;
+        ``arange``: ``0 .. width - 1``. Built and moved once per device, then cached.
         """
-        device = _device(device)
-        cached = self._device_cache.get(device)
+        # a tensor's device (the common case) is concrete: look it up as it is
+        cached = self._device_cache.get(device) if isinstance(device, torch.device) else None
         if cached is not None:
             return cached
+        device = _device(device)
         with self._lock:
             if device not in self._device_cache:
-                arrays = self.trie.tensors(device)
-                token = np.asarray(self.trie.token, dtype=np.int64)
-                parent = self.trie.parents()[1:]  # node j >= 1 has key parent(j) * V + token(j)
-                keys = parent * self.vocab_size + token[1:]
                 self._device_cache[device] = {
-                    "first_child": arrays["first_child"],
-                    "token": arrays["token"],
-                    "keys": torch.from_numpy(keys).to(device),
-                    "arange": torch.arange(self.width, dtype=torch.int64, device=device),
+                    name: torch.from_numpy(array).to(device) for name, array in self._host_arrays().items()
                 }
         return self._device_cache[device]
 
-    def _root_bias(self, device: torch.device, dtype: torch.dtype, vocab: int) -> torch.Tensor:
-        """``[vocab]``: 0 at the root's children (or at ``fill_token_id`` if it has none), -inf elsewhere."""
+    def _host_arrays(self) -> dict[str, np.ndarray]:
+        n = self.n_nodes
+        first_child = np.asarray(self.trie.first_child, dtype=np.int64)
+        token = np.empty(n + 1, dtype=np.int64)
+        token[:n] = self.trie.token
+        token[n] = self.fill_token_id  # the fill entry: the one child of every leaf and of the dead state
+        keys = np.empty(n, dtype=np.int64)  # node j >= 1 has key parent(j) * (V + 1) + token(j)
+        keys[:-1] = self.trie.parents()[1:] * (self.vocab_size + 1) + token[1:n]
+        keys[-1] = _SENTINEL
+        bounds = np.empty((n + 1, 2), dtype=np.int32 if n + 1 < 2**31 else np.int64)
+        bounds[:n, 0] = first_child[:-1]
+        bounds[:n, 1] = first_child[1:] - 1
+        leaf = np.append(first_child[1:] == first_child[:-1], True)
+        bounds[leaf] = n
+        return {"keys": keys, "bounds": bounds, "token": token, "arange": np.arange(self.width, dtype=np.int64)}
+
+    def nbytes(self, device: torch.device | str = "cpu") -> int:
+        """Bytes the trie's tensors take on ``device`` (building them there if needed)."""
+        return sum(t.numel() * t.element_size() for t in self.tensors(device).values())
+
+    def _root(self, device: torch.device, dtype: torch.dtype, vocab: int) -> tuple[str, torch.Tensor]:
+        """How the root row is masked when it does not fit the width: ``("columns", tokens)`` to set
+        to -inf, or ``("bias", [vocab] 0 / -inf)`` when the disallowed columns are many."""
         key = (device, dtype, vocab)
-        bias = self._bias_cache.get(key)
-        if bias is None:
+        root = self._root_cache.get(key)
+        if root is None:
             fc, token = self.trie.first_child, self.trie.token
-            allowed = np.asarray(token[int(fc[0]) : int(fc[1])], dtype=np.int64) if self.n_nodes else []
-            if len(allowed) == 0:
-                allowed = np.array([self.fill_token_id])
-            host = torch.full((vocab,), -math.inf, dtype=dtype)
-            host[torch.from_numpy(np.asarray(allowed, dtype=np.int64))] = 0
-            bias = host.to(device)
-            self._bias_cache[key] = bias
-        return bias
+            allowed = np.zeros(vocab, dtype=bool)
+            allowed[np.asarray(token[int(fc[0]) : int(fc[1])], dtype=np.int64)] = True
+            if not allowed.any():
+                allowed[self.fill_token_id] = True
+            banned = np.flatnonzero(~allowed)
+            if len(banned) <= vocab // 8:  # few columns: cheaper than a pass over every score
+                root = ("columns", torch.from_numpy(banned.astype(np.int64)).to(device))
+            else:
+                bias = torch.zeros(vocab, dtype=dtype)
+                bias[torch.from_numpy(banned.astype(np.int64))] = -math.inf
+                root = ("bias", bias.to(device))
+            self._root_cache[key] = root
+        return root
 
     # ------------------------------------------------------------- Constraint
 
@@ -123,17 +165,11 @@ class TrieConstraint:
 
         Same result as ``DocidTrie.step`` (numpy), as one ``searchsorted`` on the state's device.
         """
-        data = self.tensors(state.device)
-        keys = data["keys"]
-        state = state.to(torch.int64)
-        tokens = tokens.to(device=state.device, dtype=torch.int64)
-        if len(keys) == 0:  # a trie of no identifiers: everything is dead
-            out = torch.full_like(state + tokens, -1)
-        else:
-            ok = (state >= 0) & (state < self.n_nodes) & (tokens >= 0) & (tokens < self.vocab_size)
-            query = torch.where(ok, state * self.vocab_size + tokens, -1)
-            pos = torch.searchsorted(keys, query).clamp_(max=len(keys) - 1)
-            out = torch.where(ok & (keys[pos] == query), pos + 1, -1)
+        keys = self.tensors(state.device)["keys"]
+        tokens = _int64(tokens, state.device).clamp(-1, self.vocab_size)
+        query = torch.add(tokens, _int64(state, state.device).clamp(-1, self.n_nodes), alpha=self.vocab_size + 1)
+        pos = torch.searchsorted(keys, query)  # at most n_nodes - 1: the sentinel is past every query
+        out = torch.where(keys[pos] == query, pos + 1, -1)
         self._children = weakref.ref(out)
         return out
 
@@ -141,8 +177,15 @@ class TrieConstraint:
         """``scores [n, V]`` with every token the trie does not allow after ``state`` set to -inf.
 
         Dead and leaf states keep ``fill_token_id`` only. ``V`` may exceed the trie's vocabulary
-        (a model's padded vocabulary); the extra tokens are never allowed.
+        (a model's padded vocabulary); the extra tokens are never allowed. Returns a new tensor.
         """
+        return self._mask(state, scores, inplace=False)
+
+    def mask_(self, state: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """``mask`` written into ``scores`` (which it returns): no new ``[n, V]`` tensor."""
+        return self._mask(state, scores, inplace=True)
+
+    def _mask(self, state: torch.Tensor, scores: torch.Tensor, inplace: bool) -> torch.Tensor:
         n, vocab = scores.shape
         if state.shape != (n,):
             raise ValueError(f"state has shape {tuple(state.shape)}, scores {tuple(scores.shape)}: one state per row")
@@ -151,31 +194,40 @@ class TrieConstraint:
                 f"scores have {vocab} tokens; the trie needs {self.vocab_size} and fill_token_id is "
                 f"{self.fill_token_id}"
             )
-        if _is(self._roots, state):  # every row is the root
-            return scores + self._root_bias(scores.device, scores.dtype, vocab)
-        out = self._mask_children(state, scores)
-        if _is(self._children, state) or self._root_fits:  # no root row, or the root fits the width
-            return out
-        root = self._root_bias(scores.device, scores.dtype, vocab)
-        return torch.where((state == 0)[:, None], scores + root, out)
+        if _is(self._roots, state) and not self._root_fits:  # every row is the root
+            return self._mask_root(scores, inplace)
+        if _is(self._roots, state) or _is(self._children, state):  # roots that fit, or no root row
+            return self._mask_blocks(torch.where(state < 0, self.n_nodes, state), scores, inplace)
+        # any states: out-of-range ones are dead; the root row gets its first `width` children
+        # from the block path, so when it has more it is masked separately and picked per row
+        row = torch.where((state >= 0) & (state < self.n_nodes), state, self.n_nodes)
+        out = self._mask_blocks(row, scores, inplace=False)
+        if not self._root_fits:
+            out = torch.where((state == 0)[:, None], self._mask_root(scores, inplace=False), out)
+        return scores.copy_(out) if inplace else out
 
-    def _mask_children(self, state: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """The mask of every non-root state (a root row gets its first ``width`` children only)."""
+    def _mask_root(self, scores: torch.Tensor, inplace: bool) -> torch.Tensor:
+        how, value = self._root(scores.device, scores.dtype, scores.shape[1])
+        if how == "columns":
+            return scores.index_fill_(1, value, -math.inf) if inplace else scores.index_fill(1, value, -math.inf)
+        return scores.add_(value) if inplace else scores + value
+
+    def _mask_blocks(self, row: torch.Tensor, scores: torch.Tensor, inplace: bool) -> torch.Tensor:
+        """The mask of the nodes ``row`` (``n_nodes`` = dead), each at most ``width`` children."""
         data = self.tensors(scores.device)
-        first_child, token = data["first_child"], data["token"]
-        state = state.to(device=scores.device, dtype=torch.int64)
-        live = (state >= 0) & (state < self.n_nodes)
-        s = torch.where(live, state, 0)
-        lo = first_child[s]
-        hi = torch.where(live, first_child[s + 1], lo)
-        idx = lo[:, None] + data["arange"]  # [n, width]: the child block, padded
-        children = token[idx.clamp(max=max(self.n_nodes - 1, 0))].to(torch.int64)
-        # padding repeats the row's first child (a duplicate write of the same value); a row
-        # without children gets fill_token_id
-        first = torch.where(hi > lo, children[:, 0], self.fill_token_id)
-        children = torch.where(idx < hi[:, None], children, first[:, None])
-        out = torch.full_like(scores, -math.inf)
-        return out.scatter_(1, children, scores.gather(1, children))
+        block = data["bounds"][_int64(row, scores.device)]  # [n, 2]: first, last child
+        # padded child block; the padding repeats the last child (a duplicate write of the same value)
+        children = data["token"][torch.minimum(block[:, :1] + data["arange"], block[:, 1:])]
+        kept = scores.gather(1, children)
+        out = scores.fill_(-math.inf) if inplace else torch.full_like(scores, -math.inf)
+        return out.scatter_(1, children, kept)
+
+
+def _int64(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` as int64 on ``device`` (as it is when it already is: a no-op ``to`` still costs a few µs)."""
+    if tensor.dtype == torch.int64 and tensor.device == device:
+        return tensor
+    return tensor.to(device=device, dtype=torch.int64)
 
 
 def _is(ref: weakref.ref[torch.Tensor] | None, tensor: torch.Tensor) -> bool:
