@@ -128,7 +128,7 @@ class SealRetriever:
         n = enc["input_ids"].shape[0]
         prompt = torch.tensor([[self.decoder_start_token_id, *prefix]], device=self.device).repeat(n, 1)
         recorder = NgramRecorder(beams, prompt.shape[1])
-        processor = ConstrainedLogitsProcessor(self.constraints[view], num_beams=beams)
+        processor = ConstrainedLogitsProcessor(self.constraints[view], num_beams=beams, inplace=beams > 1)
         out = self.model.generate(
             input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], decoder_input_ids=prompt,
             logits_processor=LogitsProcessorList([processor, recorder]), num_beams=beams,
