@@ -73,7 +73,7 @@ class DsiRetriever:
         beams = max(self.config.num_beams, k)
         enc = self.tokenizer(texts, truncation=True, max_length=self.config.max_source_length, padding=True,
                              return_tensors="pt").to(self.device)
-        processor = ConstrainedLogitsProcessor(self.constraint, num_beams=beams)  # one per generate call
+        processor = ConstrainedLogitsProcessor(self.constraint, num_beams=beams, inplace=beams > 1)  # one per call
         greedy = beams == 1  # generate's greedy search: no sequences_scores, and beam-only flags are not valid
         # early_stopping="never" (exact for length_penalty=0): with True, generate stops once num_beams hypotheses
         # are finished, counting copies of the beams it starts at -1e9 when the trie leaves fewer candidates than
