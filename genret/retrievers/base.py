@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from genret.evaluation import Run
 
@@ -35,6 +35,15 @@ class Retriever(Protocol):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> Retriever: ...
+
+
+def resolve_device(name: str | None) -> Any:
+    """``torch.device`` for a retriever: ``None``/``"auto"`` means CUDA when available, else CPU."""
+    import torch
+
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def search_in_batches(search_texts: SearchTexts, doc_ids: Sequence[str], queries: dict[str, str], k: int,

@@ -22,7 +22,7 @@ from genret.config import from_dict, to_dict
 from genret.constraints import ConstrainedLogitsProcessor, TrieConstraint
 from genret.evaluation import Run
 from genret.models import load_model, save_model
-from genret.retrievers.base import search_in_batches
+from genret.retrievers.base import resolve_device, search_in_batches
 from indexing.artifacts import read_manifest, write_artifact
 from indexing.index import DocidIndex
 
@@ -41,18 +41,12 @@ class SearchConfig:
     """Query tokens kept (the rest is truncated)."""
 
 
-def _device(name: str | None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class DsiRetriever:
     """A trained corpus-in-model index: model + tokenizer + docid index (identifiers and trie)."""
 
     def __init__(self, model: Any, tokenizer: Any, index: DocidIndex, config: SearchConfig | None = None,
                  device: str | None = None) -> None:
-        self.model = model.to(_device(device)).eval()
+        self.model = model.to(resolve_device(device)).eval()
         self.tokenizer = tokenizer
         self.index = index
         self.config = config or SearchConfig()

@@ -33,7 +33,7 @@ from genret.constraints import ConstrainedLogitsProcessor
 from genret.constraints.ngram import NgramConstraint
 from genret.evaluation import Run
 from genret.models import load_model, save_model
-from genret.retrievers.base import search_in_batches
+from genret.retrievers.base import resolve_device, search_in_batches
 from genret.retrievers.seal_scoring import SealScoring, score_documents
 from indexing.artifacts import read_manifest, write_artifact
 from indexing.ngrams import NgramIndex
@@ -84,18 +84,12 @@ class NgramRecorder(LogitsProcessor):
         return scores
 
 
-def _device(name: str | None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class SealRetriever:
     """A model trained to generate corpus n-grams + the corpus's :class:`NgramIndex`."""
 
     def __init__(self, model: Any, tokenizer: Any, index: NgramIndex, config: SealSearchConfig | None = None,
                  device: str | None = None) -> None:
-        self.model = model.to(_device(device)).eval()
+        self.model = model.to(resolve_device(device)).eval()
         self.tokenizer = tokenizer
         self.index = index
         self.config = config or SealSearchConfig()

@@ -20,9 +20,11 @@ constraints check candidate tokens with it when a shard has it, and with ``exten
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from indexing.artifacts import ArtifactError, load_json, load_npy
 
 
 @runtime_checkable
@@ -93,3 +95,21 @@ class NgramShard(Protocol):
     def build(cls, tokens: np.ndarray, doc_offsets: np.ndarray) -> NgramShard:
         """Index one tokenized corpus (see the module docstring)."""
         ...
+
+
+def read_shard_files(folder: Path, backend: str, json_name: str, files: dict[str, str], fmt: int,
+                     mmap: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A shard's JSON and arrays (``name -> file``), with ``ArtifactError`` for missing, damaged or
+    foreign files; what each backend's ``load`` starts with."""
+    rebuild = "rebuild the n-gram store"
+    try:
+        info = load_json(folder, json_name)
+        arrays = {name: load_npy(folder, file, mmap=mmap) for name, file in files.items()}
+    except FileNotFoundError as err:
+        raise ArtifactError(f"{folder}: {backend} shard file missing ({Path(err.filename).name}); {rebuild}") from None
+    except ValueError as err:  # includes json.JSONDecodeError
+        raise ArtifactError(f"{folder}: damaged {backend} shard file ({err}); {rebuild}") from None
+    if not isinstance(info, dict) or info.get("format") != fmt:
+        found = info.get("format") if isinstance(info, dict) else None
+        raise ArtifactError(f"{folder}: {backend} shard format {found}, this genret reads {fmt}; {rebuild}")
+    return info, arrays

@@ -36,7 +36,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from indexing.artifacts import ArtifactError, load_json, load_npy, save_json, save_npy
+from indexing.artifacts import ArtifactError, save_json, save_npy
+from indexing.ngrams.base import read_shard_files
 from indexing.ngrams.suffix import MAX_SYMBOL, suffix_array
 from indexing.ngrams.wavelet import (
     access_descend,
@@ -213,16 +214,9 @@ class FMIndexShard:
         """Read what ``save`` wrote; with ``mmap`` the arrays stay memory-mapped (read-only)."""
         folder = Path(folder)
         rebuild = "rebuild the n-gram store"
-        try:
-            info = load_json(folder, FM_JSON)
-            arrays = {name: np.asarray(load_npy(folder, f"fm_{name}.npy", mmap=mmap)) for name in FM_ARRAYS}
-        except FileNotFoundError as err:
-            raise ArtifactError(f"{folder}: fm shard file missing ({Path(err.filename).name}); {rebuild}") from None
-        except ValueError as err:  # includes json.JSONDecodeError
-            raise ArtifactError(f"{folder}: damaged fm shard file ({err}); {rebuild}") from None
-        if not isinstance(info, dict) or info.get("format") != FM_FORMAT:
-            found = info.get("format") if isinstance(info, dict) else None
-            raise ArtifactError(f"{folder}: fm shard format {found}, this genret reads {FM_FORMAT}")
+        files = {name: f"fm_{name}.npy" for name in FM_ARRAYS}
+        info, arrays = read_shard_files(folder, "fm", FM_JSON, files, FM_FORMAT, mmap)
+        arrays = {name: np.asarray(array) for name, array in arrays.items()}
         try:
             n_docs, n_tokens, sigma, rate = (int(info[k]) for k in ("n_docs", "n_tokens", "sigma", "sample_rate"))
             index = str(info["index_dtype"])

@@ -27,7 +27,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from indexing.artifacts import ArtifactError, load_json, load_npy, save_json, save_npy
+from indexing.artifacts import ArtifactError, save_json, save_npy
+from indexing.ngrams.base import read_shard_files
 from indexing.ngrams.suffix import MAX_SYMBOL, suffix_array
 
 SA_JSON = "sa.json"
@@ -147,16 +148,7 @@ class SuffixArrayShard:
         """Read what ``save`` wrote; with ``mmap`` the arrays are memory-mapped read-only (np.memmap)."""
         folder = Path(folder)
         rebuild = "rebuild the n-gram store"
-        try:
-            info = load_json(folder, SA_JSON)
-            arrays = {name: load_npy(folder, file, mmap=mmap) for name, file in SA_FILES.items()}
-        except FileNotFoundError as err:
-            raise ArtifactError(f"{folder}: sa shard file missing ({Path(err.filename).name}); {rebuild}") from None
-        except ValueError as err:  # includes json.JSONDecodeError
-            raise ArtifactError(f"{folder}: damaged sa shard file ({err}); {rebuild}") from None
-        if not isinstance(info, dict) or info.get("format") != SA_FORMAT:
-            found = info.get("format") if isinstance(info, dict) else None
-            raise ArtifactError(f"{folder}: sa shard format {found}, this genret reads {SA_FORMAT}; {rebuild}")
+        info, arrays = read_shard_files(folder, "sa", SA_JSON, SA_FILES, SA_FORMAT, mmap)
         try:
             n_docs, n_text = int(info["n_docs"]), int(info["n_docs"]) + int(info["n_tokens"])
             expected = {
