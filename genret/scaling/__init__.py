@@ -1,0 +1,1 @@
+"""Scaling experiments: quality and cost of each system across nested corpus sizes (``genret scale``)."""
