@@ -100,6 +100,18 @@ class SuffixArrayShard:
             self.text, self.suffixes, _int64(lo), _int64(hi), _int64(depth), _int64(tokens), self.max_token
         )
 
+    def first_occurring(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, candidates: np.ndarray,
+                        need: np.ndarray) -> np.ndarray:
+        """Bool ``[n, k]``: candidate ``j`` of row ``i`` continues the row's n-gram (``occurs``),
+        checked in order and only until ``need[i]`` of them did; later candidates stay False.
+
+        What a decoding constraint needs when it wants a row's ``need`` best-scoring followers: it
+        stops as soon as it has them, and a row's searches run in lockstep over the same range
+        (its top levels stay in cache). Negative or unknown tokens never occur.
+        """
+        return _first_occurring_kernel(self.text, self.suffixes, _int64(lo), _int64(hi), _int64(depth),
+                                       _int64(candidates), _int64(need), self.max_token)
+
     def next_tokens(
         self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -289,6 +301,44 @@ def _occurs_kernel(text, suffixes, lo, hi, depth, tokens, max_token):  # pragma:
         _lower_bounds(text, suffixes, base, length, target, lane_depth, m, longest)
         for j in range(m):
             out[owner[j]] = base[j] < end[j] and _column(text, suffixes, base[j], lane_depth[j]) == target[j]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_occurring_kernel(text, suffixes, lo, hi, depth, candidates, need, max_token):  # pragma: no cover
+    """``first_occurring``: per row, lockstep groups of at most ``LANES`` candidates, each group as
+    large as the hits still needed, until the row has ``need`` hits or no candidates left."""
+    n = len(text)
+    rows, k = candidates.shape
+    out = np.zeros((rows, k), dtype=np.bool_)
+    base = np.empty(LANES, dtype=np.int64)
+    length = np.empty(LANES, dtype=np.int64)
+    target = np.empty(LANES, dtype=np.int64)
+    lane_depth = np.empty(LANES, dtype=np.int64)
+    owner = np.empty(LANES, dtype=np.int64)
+    for r in range(rows):
+        a, b = _clip(lo[r], hi[r], depth[r], n)
+        if a >= b:
+            continue
+        hits, j = 0, 0
+        while j < k and hits < need[r]:
+            m = 0
+            group = min(LANES, need[r] - hits)
+            while j < k and m < group:
+                t = candidates[r, j]
+                if 0 <= t <= max_token:
+                    base[m] = a
+                    length[m] = b - a
+                    target[m] = t + 1
+                    lane_depth[m] = depth[r]
+                    owner[m] = j
+                    m += 1
+                j += 1
+            _lower_bounds(text, suffixes, base, length, target, lane_depth, m, b - a)
+            for i in range(m):
+                if base[i] < b and _column(text, suffixes, base[i], lane_depth[i]) == target[i]:
+                    out[r, owner[i]] = True
+                    hits += 1
     return out
 
 

@@ -161,3 +161,36 @@ def test_both_wide_row_routes_and_dtypes_keep_the_best_allowed_tokens(backend: s
             follow = set(next_counts(docs, g))
             ranked = [t for t in scores[i].float().argsort(descending=True).tolist() if t in follow]
             assert allowed(masked[i]) == set(ranked[:keep_top]) | {EOS}, (g, keep_top)
+
+
+@pytest.mark.parametrize("vocab", [31, 32, 1000, 32_003])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_tokens_are_the_best_scores_then_the_lowest_ids(vocab: int, dtype) -> None:
+    """The host top-k (block maxima, then a quickselect) against a full sort: score descending, then
+    id ascending, with ties, -inf and a short last block; k below and above the number of blocks."""
+    from genret.constraints.ngram import _top_tokens
+
+    rng = np.random.default_rng(vocab)
+    scores = rng.standard_normal((6, vocab)).astype(dtype)
+    scores[1] = np.round(scores[1])  # many ties
+    scores[2, rng.integers(0, vocab, vocab // 2)] = -np.inf
+    scores[3] = -np.inf
+    scores[4, -1] = 50.0  # the best token in the last (short) block
+    rows = np.array([5, 0, 1, 2, 3, 4])
+    for k in sorted({1, 7, min(vocab, 40), min(vocab, 200), vocab}):
+        expected = [np.lexsort((np.arange(vocab), -scores[r]))[:k].tolist() for r in rows]
+        assert _top_tokens(scores, rows, k).tolist() == expected, k
+
+
+def test_top_tokens_with_nan_scores_still_returns_k_distinct_tokens() -> None:
+    """NaN scores have no order; the kernel must still return k distinct tokens (the best finite ones
+    when only some are NaN)."""
+    from genret.constraints.ngram import _top_tokens
+
+    scores = np.random.default_rng(0).standard_normal((2, 5000)).astype(np.float32)
+    scores[0, ::3] = np.nan
+    scores[1] = np.nan
+    out = _top_tokens(scores, np.array([0, 1]), 40)
+    assert all(len(set(row)) == 40 and min(row) >= 0 and max(row) < 5000 for row in out.tolist())
+    finite = np.where(np.isnan(scores[0]), -np.inf, scores[0])
+    assert set(out[0].tolist()) == set(np.argsort(-finite, kind="stable")[:40].tolist())

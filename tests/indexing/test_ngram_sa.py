@@ -211,3 +211,29 @@ def test_occurs_is_extend_non_empty(docs: list[list[int]], data: st.DataObject) 
     for i, r in enumerate(rows):
         expected = tokens[i] >= 0 and bool(occurrences(docs, ngrams[r] + [int(tokens[i])]))
         assert bool(got[i]) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(docs=corpora(max_token=6, max_docs=8, max_len=16), data=st.data())
+def test_first_occurring_stops_at_the_needed_hits(docs: list[list[int]], data: st.DataObject) -> None:
+    """``first_occurring`` marks, in candidate order, exactly the candidates that occur (brute force)
+    up to the ``need``-th of them, and nothing after it."""
+    shard = SuffixArrayShard.build(*flatten(docs))
+    ngrams = [[]] + [list(g) for g in sorted(all_ngrams(docs, 3))][:20]
+    n = data.draw(st.integers(1, 12))
+    k = data.draw(st.integers(1, 70))  # more than LANES: several lockstep groups in one row
+    picked = [ngrams[data.draw(st.integers(0, len(ngrams) - 1))] for _ in range(n)]
+    candidates = np.array(data.draw(st.lists(st.lists(st.integers(-1, 8), min_size=k, max_size=k),
+                                             min_size=n, max_size=n)), dtype=np.int64)
+    need = np.array(data.draw(st.lists(st.integers(0, k + 1), min_size=n, max_size=n)), dtype=np.int64)
+    bounds = [walk(shard, g) for g in picked]
+    lo, hi = (np.array([b[j] for b in bounds], dtype=np.int64) for j in range(2))
+    depth = np.array([len(g) for g in picked], dtype=np.int64)
+    got = shard.first_occurring(lo, hi, depth, candidates, need)
+    for i, g in enumerate(picked):
+        expected, hits = [], 0
+        for t in candidates[i].tolist():
+            ok = hits < need[i] and t >= 0 and bool(occurrences(docs, g + [t]))
+            expected.append(ok)
+            hits += ok
+        assert got[i].tolist() == expected
