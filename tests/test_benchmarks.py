@@ -1,0 +1,46 @@
+"""The benchmark scripts run, and their built-in checks hold, at toy sizes (never their timings)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+    def load(name: str):
+        sys.modules.pop(name, None)
+        return importlib.import_module(name)
+
+    return load
+
+
+def test_ngram_decoding_genret_returns_the_seal_anchors_beams(bench, tmp_path) -> None:
+    """genret's hybrid n-gram constraint gives the beams of SEAL's per-beam full enumeration, and every
+    n-gram either returns occurs in the corpus."""
+    report = bench("ngram_decoding").main(["--tokens", "200k", "--model", "tiny", "--batch", "3", "--beams", "4",
+                                           "--reps", "1", "--anchor-reps", "1", "--warmup", "0",
+                                           "--json", str(tmp_path / "out.json")])
+    (result,) = report["settings"]
+    assert result["checks"]["same_beams_as_anchor"] and result["checks"]["queries"]["identical"] == 3
+    assert result["checks"]["all_genret_ngrams_occur"] and result["checks"]["all_anchor_ngrams_occur"]
+    assert (tmp_path / "out.json").is_file()
+
+
+def test_constrained_decoding_checks_hold_for_a_tiny_setting(bench, tmp_path) -> None:
+    """The trie settings' checks (same beams as GENRE's dict trie, valid ids, equal replay outputs) and the
+    JSON keys the issue names."""
+    report = bench("constrained_decoding").main(["--model", "tiny", "--ids", "2000", "--batch", "2", "--beams", "4",
+                                                 "--reps", "1", "--replay-reps", "1",
+                                                 "--json", str(tmp_path / "out.json")])
+    (result,) = report["settings"]
+    assert all(result["checks"].values()), result["checks"]
+    for key in ("ratio_vs_unconstrained", "anchor_speedup", "constraint_only_speedup"):
+        assert result[key] > 0
