@@ -65,6 +65,11 @@ the process's resident memory while it is built.
 
 The JSON holds the machine, the id sets' build figures, and one entry per setting with
 ``ratio_vs_unconstrained``, ``anchor_speedup`` and ``constraint_only_speedup``.
+
+N-gram constraint (SEAL): ``--ngram-tokens 10M`` also runs, for every model / batch / beams setting,
+unconstrained vs a SEAL-style ``prefix_allowed_tokens_fn`` (range recomputed and next tokens
+enumerated per beam per step) vs genret's ``NgramConstraint`` over a synthetic corpus of that many
+tokens (``benchmarks/ngram_decoding.py``, whose docstring has the details); under ``ngram_settings``.
 """
 
 from __future__ import annotations
@@ -494,6 +499,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--note", default="", help="a note on the machine for the JSON")
+    parser.add_argument("--ngram-tokens", type=count, nargs="*", default=[],
+                        help="also time the n-gram constraint (SEAL) over synthetic corpora of these sizes "
+                        "(benchmarks/ngram_decoding.py), for every model, batch and beams setting")
+    parser.add_argument("--ngram-length", type=int, default=6, help="decoder steps of the n-gram settings")
     args = parser.parse_args(argv)
     if min(args.beams) < 2:
         parser.error("--beams: beam search needs at least 2 beams")
@@ -546,6 +555,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             del id_set
             gc.collect()
 
+    ngram_results: list[dict[str, Any]] = []
+    for n in args.ngram_tokens:
+        from ngram_decoding import build_index, ngram_line, run_ngram_setting
+
+        index, build = build_index(n, args.seed)
+        log(f"n-gram index over {n:,} synthetic tokens: {build}")
+        for model_name, batch, beams in settings:
+            anchor_reps = args.reps if args.anchor_reps is None else min(args.anchor_reps, args.reps)
+            result = run_ngram_setting(model_name, models[model_name], index, batch, beams, args.ngram_length,
+                                       args.reps, anchor_reps, args.warmup, args.seed, args.query_length, device)
+            result["index"] = build
+            ngram_results.append(result)
+            log("  " + ngram_line(result))
+        del index
+        gc.collect()
+
     log("\n" + table(results))
     report = {
         "benchmark": "constrained_decoding",
@@ -555,6 +580,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    for name, m in models.items()},
         "id_sets": id_sets,
         "settings": results,
+        "ngram_settings": ngram_results,
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
