@@ -115,8 +115,15 @@ class SealRetriever:
 
     # --------------------------------------------------------------- decoding
 
-    def _decode(self, enc: dict[str, torch.Tensor], view: str) -> list[set[tuple[int, ...]]]:
-        """Every n-gram the beams of each query held, in ``view`` (prefix included)."""
+    def _encode(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The queries' tokens and encoder states: computed once per batch, for both views and the rescoring."""
+        enc = dict(self.tokenizer(texts, truncation=True, max_length=self.config.max_source_length, padding=True,
+                                  return_tensors="pt").to(self.device))
+        return enc, self.model.get_encoder()(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])[0]
+
+    def _decode(self, enc: dict[str, torch.Tensor], hidden: torch.Tensor, view: str) -> list[set[tuple[int, ...]]]:
+        """Every n-gram the beams of each query held, in ``view`` (prefix included); ``hidden``: the
+        queries' encoder states, computed once for every view and the rescoring."""
         prefix = self.views[view]
         beams = self.config.num_beams
         n = enc["input_ids"].shape[0]
@@ -124,7 +131,8 @@ class SealRetriever:
         recorder = NgramRecorder(beams, prompt.shape[1])
         processor = ConstrainedLogitsProcessor(self.constraints[view], num_beams=beams, inplace=beams > 1)
         out = self.model.generate(
-            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], decoder_input_ids=prompt,
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=enc["attention_mask"],
+            decoder_input_ids=prompt,
             logits_processor=LogitsProcessorList([processor, recorder]), num_beams=beams,
             num_return_sequences=beams, do_sample=False, length_penalty=0.0, early_stopping="never",
             max_new_tokens=self.config.max_length, return_dict_in_generate=True,
@@ -143,11 +151,9 @@ class SealRetriever:
             result.append(clean)
         return result
 
-    def _logprobs(self, enc: dict[str, torch.Tensor], owners: list[int], ngrams: list[tuple[int, ...]],
-                  prefix_len: list[int]) -> np.ndarray:
+    def _logprobs(self, enc: dict[str, torch.Tensor], hidden: torch.Tensor, owners: list[int],
+                  ngrams: list[tuple[int, ...]], prefix_len: list[int]) -> np.ndarray:
         """``log P(ngram | query)`` of each n-gram (its forced prefix given, not scored), teacher-forced."""
-        encoder = self.model.get_encoder()
-        hidden = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
         out = np.zeros(len(ngrams), dtype=np.float64)
         size = self.config.rescore_batch
         for start in range(0, len(ngrams), size):
@@ -171,17 +177,16 @@ class SealRetriever:
     @torch.inference_mode()
     def search_texts(self, texts: list[str], k: int = 10) -> list[list[tuple[int, float]]]:
         """Top-k (document number, SEAL score) for each text, best first."""
-        enc = dict(self.tokenizer(texts, truncation=True, max_length=self.config.max_source_length, padding=True,
-                                  return_tensors="pt").to(self.device))
+        enc, hidden = self._encode(texts)
         per_query: list[dict[tuple[int, ...], int]] = [{} for _ in texts]
         for view, prefix in self.views.items():
-            for q, ngrams in enumerate(self._decode(enc, view)):
+            for q, ngrams in enumerate(self._decode(enc, hidden, view)):
                 for g in ngrams:
                     per_query[q].setdefault(g, len(prefix))
         owners = [q for q, found in enumerate(per_query) for _ in found]
         ngrams = [g for found in per_query for g in found]
         prefix_len = [p for found in per_query for p in found.values()]
-        logprobs = self._logprobs(enc, owners, ngrams, prefix_len) if ngrams else np.zeros(0)
+        logprobs = self._logprobs(enc, hidden, owners, ngrams, prefix_len) if ngrams else np.zeros(0)
         results, start = [], 0
         for found in per_query:
             keys = list(found)

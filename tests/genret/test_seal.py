@@ -64,15 +64,11 @@ def test_trained_model_finds_the_documents_of_its_training_queries(trained, data
     assert evaluate(untrained, data.qrels, ("R@1",))["R@1"] < 0.3
 
 
-def encode(retriever: SealRetriever, texts: list[str]) -> dict[str, torch.Tensor]:
-    return dict(retriever.tokenizer(texts, padding=True, return_tensors="pt"))
-
-
 @pytest.mark.parametrize("view", ["body", "title"])
 def test_every_decoded_ngram_occurs_and_keeps_its_prefixes(trained, data, view: str) -> None:
     texts = list(data.queries.values())[:6]
     with torch.inference_mode():
-        found = trained._decode(encode(trained, texts), view)
+        found = trained._decode(*trained._encode(texts), view)
     prefix = trained.views[view]
     for ngrams in found:
         assert ngrams
@@ -86,12 +82,12 @@ def test_every_decoded_ngram_occurs_and_keeps_its_prefixes(trained, data, view: 
 
 def test_batched_rescoring_equals_scoring_one_ngram_at_a_time(trained, data) -> None:
     texts = list(data.queries.values())[:3]
-    enc = encode(trained, texts)
     ngrams = [(2023, 2003), (1996,), (1, 2129, 2003, 1037), (3000, 2000, 1010, 2008, 1996)]
     owners, prefix_len = [0, 1, 2, 2], [0, 0, 1, 0]
     trained.config.rescore_batch = 3  # two chunks
     with torch.inference_mode():
-        batched = trained._logprobs(enc, owners, ngrams, prefix_len)
+        enc, hidden = trained._encode(texts)
+        batched = trained._logprobs(enc, hidden, owners, ngrams, prefix_len)
         model = trained.model
         for i, (g, q, p) in enumerate(zip(ngrams, owners, prefix_len, strict=True)):
             ids = enc["input_ids"][q : q + 1, : int(enc["attention_mask"][q].sum())]
