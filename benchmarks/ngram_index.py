@@ -8,7 +8,8 @@
 Corpora. Synthetic: token ids drawn i.i.d. from a Zipf law (s = ``--zipf``, default 1) over the
 content ids ``[2, --vocab)`` (32k vocabulary; rank r has probability proportional to 1 / r**s, ranks
 assigned to ids by a seeded permutation), documents of 64-192 tokens (uniform), the last one cut
-so that the corpus has exactly ``--tokens`` tokens; pad = 0 and eos = 1 never occur. Real:
+so that the corpus has exactly ``--tokens`` tokens; pad = 0 and eos = 1 never occur
+(``indexing.synthetic.zipf_token_stream``). Real:
 ``--data`` = a BEIR folder, loaded with ``indexing.corpus.load_corpus``, indexed with
 ``NgramIndex.build(corpus, load_tokenizer("minilm"), backend)`` (title and text joined). Nothing
 of a corpus is written outside ``--workdir`` (scifact is CC BY-NC: only numbers reach the JSON).
@@ -78,9 +79,10 @@ from typing import Any
 
 import numpy as np
 
+from indexing.synthetic import zipf_token_stream
+
 MB = 2**20
 PAD, EOS = 0, 1
-FIRST_ID = 2
 ROWS, QUERIES, BEAMS = 640, 32, 20
 ENUMERATE_WIDTH, KEEP_TOP = 1000, 40
 BOOSTED, BOOST = 64, 4.0
@@ -155,31 +157,12 @@ def folder_bytes(folder: Path) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------ corpora
 
 
-def zipf_corpus(n_tokens: int, vocab: int, s: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(tokens uint16 [n_tokens], doc_offsets int64)``: i.i.d. Zipf ids in ``[2, vocab)``, docs of 64-192."""
-    rng = np.random.default_rng(seed)
-    ranks = np.arange(1, vocab - FIRST_ID + 1, dtype=np.float64)
-    cdf = np.cumsum(ranks**-s)
-    cdf /= cdf[-1]
-    ids = (FIRST_ID + rng.permutation(len(ranks))).astype(np.uint16 if vocab <= 65536 else np.int32)
-    tokens = np.empty(n_tokens, dtype=ids.dtype)
-    chunk = 1 << 22
-    for start in range(0, n_tokens, chunk):
-        m = min(chunk, n_tokens - start)
-        tokens[start : start + m] = ids[np.minimum(np.searchsorted(cdf, rng.random(m), side="right"), len(ids) - 1)]
-    lengths = rng.integers(64, 193, size=n_tokens // 64 + 2)
-    ends = np.cumsum(lengths)
-    n_docs = int(np.searchsorted(ends, n_tokens)) + 1
-    offsets = np.concatenate([[0], np.minimum(ends[:n_docs], n_tokens)]).astype(np.int64)
-    return tokens, offsets
-
-
 def synthetic_files(workdir: Path, n_tokens: int, vocab: int, s: float, seed: int) -> dict[str, str]:
     """The corpus as ``.npy`` files in ``workdir`` (made once, reused by every build process)."""
     stem = workdir / f"zipf-{n_tokens}-v{vocab}-s{s:g}-seed{seed}"
     files = {"tokens": f"{stem}.tokens.npy", "offsets": f"{stem}.offsets.npy"}
     if not all(Path(f).is_file() for f in files.values()):
-        tokens, offsets = zipf_corpus(n_tokens, vocab, s, seed)
+        tokens, offsets = zipf_token_stream(n_tokens, vocab, s, seed)  # indexing.synthetic
         np.save(files["tokens"], tokens)
         np.save(files["offsets"], offsets)
     return files
@@ -538,7 +521,8 @@ def step_breakdown(con: Any, state: Any, scores: Any, reps: int = 7) -> dict[str
         module._top_tokens = timed("topk", saved["_top_tokens"])
         module._select_best = timed("cut_to_keep_top", saved["_select_best"])
         for shard in shards:
-            for method, label in (("occurs", "checks"), ("extend", "checks"), ("next_tokens", "enumerate")):
+            for method, label in (("occurs", "checks"), ("first_occurring", "checks"), ("extend", "checks"),
+                                  ("next_tokens", "enumerate")):
                 if hasattr(shard, method):
                     setattr(shard, method, timed(label, getattr(type(shard), method).__get__(shard)))
         con._check_top = counting_check_top
@@ -553,7 +537,7 @@ def step_breakdown(con: Any, state: Any, scores: Any, reps: int = 7) -> dict[str
         for name, fn in saved.items():
             setattr(module, name, fn)
         for shard in shards:
-            for method in ("occurs", "extend", "next_tokens"):
+            for method in ("occurs", "first_occurring", "extend", "next_tokens"):
                 shard.__dict__.pop(method, None)
         del con._check_top
     out = {k: v / reps * 1e3 for k, v in spent.items()}
