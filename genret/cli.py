@@ -19,6 +19,8 @@ EPILOG = """examples:
   genret index --data ../shared/data/cranfield --scheme semantic --out indexes/cranfield-semantic
   genret inspect indexes/cranfield-semantic
   genret evaluate --retriever bm25 --data ../shared/data/scifact --run runs/bm25.trec
+  genret scale scaling-shared corpus=[scifact] sizes=[1000,2000] budget.max_steps=30 output_dir=runs/scaling
+  genret scale --report runs/scaling
 """
 
 
@@ -30,7 +32,14 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
         "identifiers, and write both as one verified artifact folder.",
     )
     p.add_argument("--data", required=True, help="BEIR folder, corpus .jsonl/.tsv/.csv/.parquet, or HF dataset name")
-    p.add_argument("--scheme", required=True, help="atomic | naive | semantic | title | url")
+    p.add_argument("--scheme", required=True,
+                   help="atomic | naive | semantic | title | url, or ngram: every n-gram of the corpus is an "
+                   "identifier (SEAL; the same as `genret ngrams`)")
+    p.add_argument("--backend", choices=["sa", "fm"], default=None,
+                   help="ngram: sa (suffix array, fastest) or fm (compressed FM-index); default sa")
+    p.add_argument("--title-markers", type=int, nargs=2, metavar=("BEGIN", "END"), default=None,
+                   help="ngram: token ids around each title (the title view; MiniLM: 1 2)")
+    p.add_argument("--shard-tokens", type=int, default=None, help="ngram: most tokens per shard (default 2**30)")
     p.add_argument("--out", required=True, type=Path, help="artifact folder to write")
     p.add_argument(
         "--tokenizer",
@@ -130,6 +139,22 @@ def _add_recipe_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_search)
 
 
+def _add_scale(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "scale",
+        help="run a scaling sweep (quality or cost across corpus sizes), or redraw its report",
+        description="Run every (corpus size, system) cell of a sweep recipe that OUTPUT_DIR/results.jsonl does not "
+        "hold yet (a killed sweep resumes), then write results.md and the PNG figures beside it. The recipe's "
+        "top-level `kind` picks the sweep: quality (default; real collections, nested subsets) or cost "
+        "(synthetic corpora). --report DIR only redraws the table and figures from DIR/results.jsonl.",
+    )
+    p.add_argument("recipe", nargs="?", help="sweep recipe YAML, or a packaged name (scaling-shared)")
+    p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. sizes=[1000,2500] output_dir=DIR")
+    p.add_argument("--report", type=Path, metavar="DIR", help="redraw the table and figures of DIR/results.jsonl")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    p.set_defaults(handler=cmd_scale)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genret",
@@ -144,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_inspect(sub)
     _add_recipe_commands(sub)
+    _add_scale(sub)
     return parser
 
 
@@ -159,6 +185,17 @@ def cmd_index(args: argparse.Namespace) -> int:
     from indexing.index import build_index
     from indexing.tokenizer import load_tokenizer
 
+    if args.scheme == "ngram":  # SEAL's identifiers: an n-gram index, not docids
+        docid_only = [f"--{name.replace('_', '-')}" for name in ("seed", "order", "k", "c", "encoder", "max_tokens")
+                      if getattr(args, name) is not None]
+        if docid_only:
+            raise SystemExit(f"genret index: {', '.join(docid_only)} do not apply to --scheme ngram")
+        args.backend = args.backend or "sa"
+        return cmd_ngrams(args)
+    ngram_only = [flag for flag, value in (("--backend", args.backend), ("--title-markers", args.title_markers),
+                                           ("--shard-tokens", args.shard_tokens)) if value is not None]
+    if ngram_only:
+        raise SystemExit(f"genret index: {', '.join(ngram_only)} only apply to --scheme ngram")
     if args.out.exists() and not args.overwrite:
         raise SystemExit(f"genret index: {args.out} exists; pass --overwrite to replace it")
     options = {"seed": args.seed, "order": args.order, "k": args.k, "c": args.c,
@@ -184,7 +221,7 @@ def cmd_ngrams(args: argparse.Namespace) -> int:
     from indexing.tokenizer import load_tokenizer
 
     if args.out.exists() and not args.overwrite:
-        raise SystemExit(f"genret ngrams: {args.out} exists; pass --overwrite to replace it")
+        raise SystemExit(f"genret {args.command}: {args.out} exists; pass --overwrite to replace it")
     corpus = load_corpus(args.data, on_duplicate=args.on_duplicate)
     print(f"loaded {len(corpus)} documents from {args.data}", file=sys.stderr)
     markers = tuple(args.title_markers) if args.title_markers else None
@@ -269,6 +306,36 @@ def cmd_search(args: argparse.Namespace) -> int:
         for rank, (doc, score) in enumerate(run[qid].items(), start=1):
             shown = f"  id {identifiers[doc]}" if doc in identifiers else ""
             print(f"  {rank:3d}  {doc:20s} {score:10.4f}{shown}")
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    if args.report is not None:
+        from genret.scaling.report import write_report
+
+        if args.recipe or args.overrides:
+            raise SystemExit("genret scale: --report DIR takes no recipe or overrides")
+        for path in write_report(args.report):
+            print(f"wrote {path}")
+        return 0
+    if args.recipe is None:
+        raise SystemExit("genret scale: give a sweep recipe (or --report DIR)")
+    from genret.recipe import resolve_recipe
+    from genret.scaling.config import sweep_kind
+
+    path = resolve_recipe(args.recipe)
+    kind = sweep_kind(path)
+    if kind == "cost":
+        from genret.scaling.cost import run_cost_sweep
+
+        out = run_cost_sweep(str(path), list(args.overrides), not args.no_progress)
+    elif kind == "quality":
+        from genret.scaling.sweep import run_sweep_file
+
+        out = run_sweep_file(str(path), list(args.overrides), progress=not args.no_progress)
+    else:
+        raise SystemExit(f"genret scale: {path}: kind {kind!r}; expected quality or cost")
+    print(f"results: {out}/results.jsonl  table: {out}/results.md")
     return 0
 
 

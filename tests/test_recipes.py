@@ -5,16 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from genret.config import ConfigError, load_config
 from genret.recipe import Recipe, load_recipe, resolve_recipe
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+ALL_RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+# sweep recipes (genret scale) say which sweep they are with a top-level `kind`; the others are run recipes
+SWEEPS = [p for p in ALL_RECIPES if "kind" in (yaml.safe_load(p.read_text()) or {})]
+RECIPES = [p for p in ALL_RECIPES if p not in SWEEPS]
 
 
 def test_recipes_exist() -> None:
     names = {p.stem for p in RECIPES}
     assert {"quickstart", "dsi-scifact", "dsi-nq320k", "dsi-msmarco100k"} <= names
+    assert {"scaling-shared", "scaling-msmarco"} <= {p.stem for p in SWEEPS}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -26,6 +31,25 @@ def test_recipe_loads_and_documents_itself(path: Path) -> None:
     assert any("xpected" in line for line in header), "first lines must give the expected metrics"
     search = recipe.seal.search if recipe.system == "seal" else recipe.search
     assert recipe.pairs.max_source_length == search.max_source_length
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+def test_sweep_recipe_loads_and_documents_itself(path: Path) -> None:
+    from genret.scaling.config import load_sweep, sweep_kind
+    from genret.scaling.sweep import system_recipe
+
+    header = [line for line in path.read_text().splitlines()[:12] if line.startswith("#")]
+    assert any("genret scale " in line for line in header), "first lines must give the exact command"
+    assert any("xpected" in line for line in header), "first lines must give the expected metrics"
+    if sweep_kind(path) != "quality":
+        return  # the cost sweep's schema is genret.scaling.cost's, tested there
+    sweep = load_sweep(path)
+    assert sweep.name == path.stem and sweep.systems and sweep.sizes
+    for system in sweep.systems:
+        if system.system in ("dsi", "seal"):
+            recipe = system_recipe(system)  # the base recipe and overrides load
+            search = recipe.seal.search if recipe.system == "seal" else recipe.search
+            assert recipe.pairs.max_source_length == search.max_source_length
 
 
 def test_packaged_names_resolve() -> None:

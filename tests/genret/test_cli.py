@@ -148,3 +148,20 @@ def test_ngrams_builds_a_verified_index_that_loads_and_counts(tmp_path, capsys, 
     assert docs.tolist() == [7] and starts.tolist() == [0]
     with pytest.raises(SystemExit, match="exists"):
         main(["ngrams", "--data", "minicorpus", "--out", str(out)])
+
+
+def test_index_scheme_ngram_is_the_ngrams_command(tmp_path, capsys) -> None:
+    """``genret index --scheme ngram --backend fm`` builds the same index as ``genret ngrams``; options of
+    the other kind are refused, not ignored."""
+    from indexing.ngrams import NgramIndex
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["index", "--data", "minicorpus", "--scheme", "ngram", "--backend", "fm", "--out", str(a)]) == 0
+    assert main(["ngrams", "--data", "minicorpus", "--backend", "fm", "--out", str(b)]) == 0
+    x, y = NgramIndex.load(a), NgramIndex.load(b)
+    assert x.backend == y.backend == "fm" and x.n_tokens == y.n_tokens and x.doc_ids == y.doc_ids
+    assert [t.tolist() for t in x.next_tokens_csr(x.root(1))] == [t.tolist() for t in y.next_tokens_csr(y.root(1))]
+    with pytest.raises(SystemExit, match="--k do not apply"):
+        main(["index", "--data", "minicorpus", "--scheme", "ngram", "--k", "10", "--out", str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match="--backend only apply"):
+        main(["index", "--data", "minicorpus", "--scheme", "atomic", "--backend", "sa", "--out", str(tmp_path / "d")])
