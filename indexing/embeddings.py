@@ -15,6 +15,7 @@ torch, transformers and sentence-transformers are imported only inside the encod
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -106,25 +107,36 @@ def _hub_offline() -> Iterator[None]:
             os.environ["HF_HUB_OFFLINE"] = old
 
 
-def _encode_model(name_or_path: str, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+@functools.lru_cache(maxsize=2)
+def _load_model(name_or_path: str) -> Any:
+    """The encoder of ``name_or_path``, loaded once per process: a dense retriever encodes queries on every
+    search call, and reloading MiniLM each time cost more than encoding a batch."""
     if importlib.util.find_spec("sentence_transformers") is not None:
         from sentence_transformers import SentenceTransformer
 
-        model = SentenceTransformer(name_or_path)
-        return model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
-                            convert_to_numpy=True, normalize_embeddings=True)
-    return _encode_transformers(name_or_path, texts, batch_size, progress)
-
-
-def _encode_transformers(name_or_path: str, texts: list[str], batch_size: int, progress: bool,
-                         max_length: int = 256) -> np.ndarray:
-    """Mean-pooled, L2-normalised last hidden states (what sentence-transformers does for MiniLM)."""
+        return SentenceTransformer(name_or_path)
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tok = AutoTokenizer.from_pretrained(name_or_path)
-    model = AutoModel.from_pretrained(name_or_path).to(device).eval()
+    return AutoTokenizer.from_pretrained(name_or_path), AutoModel.from_pretrained(name_or_path).to(device).eval()
+
+
+def _encode_model(name_or_path: str, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+    loaded = _load_model(name_or_path)
+    if not isinstance(loaded, tuple):  # sentence-transformers
+        model = loaded
+        return model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
+                            convert_to_numpy=True, normalize_embeddings=True)
+    return _encode_transformers(*loaded, texts, batch_size, progress)
+
+
+def _encode_transformers(tok: Any, model: Any, texts: list[str], batch_size: int, progress: bool,
+                         max_length: int = 256) -> np.ndarray:
+    """Mean-pooled, L2-normalised last hidden states (what sentence-transformers does for MiniLM)."""
+    import torch
+
+    device = next(model.parameters()).device
     bar = _progress(len(texts), progress, "encoding")
     parts = []
     with torch.inference_mode():

@@ -321,7 +321,11 @@ def test_minilm_encoder_small_corpus(corpus):
     assert sims[1, 3] > sims[1, 8]
     # The transformers fallback (no sentence-transformers) gives the same vectors.
     texts = [f"{t} {x}" for t, x in zip(small["title"], small["text"], strict=True)]
-    y = _encode_transformers(str(minilm_path()), texts, batch_size=4, progress=False)
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(minilm_path())
+    y = _encode_transformers(AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval(), texts,
+                             batch_size=4, progress=False)
     np.testing.assert_allclose(x, y, atol=2e-4)
     assert encode_texts(["wing"], "auto", progress=False).shape == (1, 384)
 
