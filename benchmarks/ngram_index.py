@@ -79,6 +79,7 @@ from typing import Any
 
 import numpy as np
 
+from genret.scaling.memory import peak_rss, reset_peak, rss_now
 from indexing.synthetic import zipf_token_stream
 
 MB = 2**20
@@ -116,31 +117,6 @@ def machine_info(note: str) -> dict[str, Any]:
         "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE"),
         "torch_threads": torch.get_num_threads(),
     }
-
-
-def rss_now_mb() -> float:
-    """Current resident memory (VmRSS) of this process."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def rss_peak_mb() -> float:
-    """Peak resident memory (VmHWM) since the start or the last ``reset_peak``."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def folder_bytes(folder: Path) -> tuple[int, int]:
@@ -184,12 +160,12 @@ def build_child(spec: dict[str, Any]) -> dict[str, Any]:
         tokens = np.load(spec["tokens"]).astype(np.int64)
         offsets = np.load(spec["offsets"])
         gc.collect()
-        rss_before, peak_reset = rss_now_mb(), reset_peak()
+        rss_before, peak_reset = rss_now() / MB, reset_peak()
         wall, cpu = time.perf_counter(), time.process_time()
         shard = backend_class(backend).build(tokens, offsets)
         index = NgramIndex([shard], config={"backend": backend, "vocab_size": spec["vocab"]})
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        peak = rss_peak_mb()
+        peak = peak_rss() / MB
         del tokens
     else:  # a real corpus: tokenized first (timed), then indexed like a synthetic one, then NgramIndex.build
         from indexing.columns import document_texts
@@ -209,11 +185,11 @@ def build_child(spec: dict[str, Any]) -> dict[str, Any]:
         tokens = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs])
         del docs
         gc.collect()
-        rss_before, peak_reset = rss_now_mb(), reset_peak()
+        rss_before, peak_reset = rss_now() / MB, reset_peak()
         wall, cpu = time.perf_counter(), time.process_time()
         shard = backend_class(backend).build(tokens, offsets)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        peak = rss_peak_mb()
+        peak = peak_rss() / MB
         del shard, tokens
         gc.collect()
         total = time.perf_counter()

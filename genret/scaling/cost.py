@@ -2,16 +2,9 @@
 memory, index size and constrained-decoding latency grow with the number of documents, per scheme.
 
 Corpora are synthetic (``indexing.synthetic.zipf_documents``: i.i.d. Zipfian token ids, nested sizes), so
-retrieval quality means nothing here and is never measured. One cell = one (size, scheme):
-
-- ``dsi-atomic`` / ``dsi-naive`` / ``dsi-semantic``: ``make_scheme(...).assign`` over a ``datasets.Dataset``
-  of the documents' ``_id`` (these schemes read nothing else; naive ids are tokenized with the recipe's
-  tokenizer), then ``DocidTrie.from_docids``. Semantic ids cluster embeddings made by
-  :func:`token_tfidf_embeddings` (TF-IDF over the token ids + truncated SVD: ``indexing.embeddings``'s
-  ``tfidf`` encoder computed from the ids, whose text loop would hold one string per token, ~4 GB at 1M
-  documents; MiniLM would take hours on a CPU); their time is part of the build.
-- ``ngram-sa`` / ``ngram-fm``: ``NgramIndex.from_token_lists`` over the documents' token ids (no text
-  tokenization), backend ``sa`` or ``fm``.
+retrieval quality means nothing here and is never measured. One cell = one (size, scheme): the recipe, the
+resumable loop over cells and a cell's row are here; the builds are :mod:`genret.scaling.cost_build`'s, the
+decoding latency :mod:`genret.scaling.cost_decode`'s.
 
 Measured (fields of a ``genret.scaling.results`` row; details under ``info``):
 
@@ -24,30 +17,19 @@ Measured (fields of a ``genret.scaling.results`` row; details under ``info``):
   cell runs in a fresh process, so it covers the interpreter, torch, the corpus, the build, saving and
   decoding. ``info.build.rss_delta_bytes`` / ``info.decode.rss_delta_bytes``: the peak of that phase above
   the resident memory just before it;
-- latency: ``model.generate`` with constrained beam search (``decode.batch`` queries x ``decode.beams``
-  beams; the DSI retriever's arguments for DSI, SEAL's for n-grams with ``max_new_tokens =
-  decode.ngram_length``) of a tiny T5 built from a config with random weights and the scheme's
-  vocabulary, so the output layer and the ``[rows, vocab]`` scores grow as they do for a real model
-  (atomic ids add a token per document). ``decode.warmup`` untimed batches, then ``decode.rounds`` timed
-  ones, each of new random queries. ``latency_p50_ms`` / ``latency_p95_ms``: per query (a batch's wall time
-  / its queries), percentiles over the timed batches; ``qps`` = queries / their total time;
-  ``info.decode.constraint_ms_p50``: the constraint's own time per batch (the processor's calls, inside
-  the same ``generate``). Every returned sequence is checked (``info.decode.valid_share`` must be 1.0).
+- ``latency_p50_ms`` / ``latency_p95_ms``: per query (a batch's wall time / its queries), percentiles over
+  the timed batches; ``qps`` = queries / their total time; ``info.decode.constraint_ms_p50``: the
+  constraint's own time per batch; ``info.decode.valid_share`` must be 1.0.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
-import platform
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,13 +37,13 @@ from typing import Any
 import numpy as np
 
 from genret.config import ConfigError, load_config, to_dict
-from genret.scaling.results import append_row, cell_key, done_cells, read_rows
+from genret.scaling.cost_build import DSI_SCHEMES, NGRAM_SCHEMES, measure_build, measure_disk, warm_up
+from genret.scaling.cost_decode import measure_decoding
+from genret.scaling.memory import machine_info, reset_peak
+from genret.scaling.report import write_report
+from genret.scaling.results import append_row, cell_key, done_cells
 
-DSI_SCHEMES = {"dsi-atomic": "atomic", "dsi-naive": "naive", "dsi-semantic": "semantic"}
-NGRAM_SCHEMES = {"ngram-sa": "sa", "ngram-fm": "fm"}
 SCHEMES = (*DSI_SCHEMES, *NGRAM_SCHEMES)
-PAD, EOS = 0, 1  # the n-gram cells' model: pad (also the decoder start) and eos, never in a synthetic document
-TINY_T5 = {"d_model": 64, "d_ff": 256, "d_kv": 16, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4}
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -89,7 +71,7 @@ class SemanticConfig:
 
 @dataclass
 class DecodeConfig:
-    """Constrained beam search with a tiny random T5 (``TINY_T5``): what each latency batch runs."""
+    """Constrained beam search with a tiny random T5 (``cost_decode.TINY_T5``): what each latency batch runs."""
 
     batch: int = 8
     beams: int = 20
@@ -171,12 +153,7 @@ def run_cost_config(config: CostSweepConfig, progress: bool = True) -> Path:
                 measure_cell(config, size, scheme, progress)
             append_row(folder, row)
             bar.update(1)
-    try:
-        from genret.scaling.report import write_report
-    except ImportError:  # the shared report module lands separately; the table below stands in for it
-        (folder / "results.md").write_text(f"# {config.name}\n\n{cost_table(read_rows(folder))}\n")
-    else:
-        write_report(folder)
+    write_report(folder)
     return folder
 
 
@@ -259,328 +236,12 @@ def measure_cell(config: CostSweepConfig, size: int, scheme: str, progress: bool
             "info": info}
 
 
-def warm_up(config: CostSweepConfig, scheme: str, docs: int = 200) -> None:
-    """Build the scheme's index once over ``docs`` documents, unmeasured: modules imported, the tokenizer
-    loaded, numba kernels loaded from their cache, so the measured build counts the build alone."""
-    from indexing.synthetic import zipf_documents
-
-    c = config.corpus
-    tokens, offsets = zipf_documents(docs, c.vocab, c.zipf, c.min_length, c.max_length, c.seed + 1)
-    build = measure_build(config, scheme, tokens, offsets)
-    if build["decoder"]["kind"] == "dsi":  # the trie's batched kernels (lookup_batch checks decoded rows)
-        build["decoder"]["trie"].lookup_batch(np.zeros((1, 1), dtype=np.int64))
-    else:  # the n-gram store's extend / next-token kernels
-        index = build["decoder"]["index"]
-        index.next_tokens_csr(index.extend(index.root(1), tokens[:1]))
-
-
-def measure_build(config: CostSweepConfig, scheme: str, tokens: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
-    """Build the index of ``scheme``; timings, bytes, memory, plus ``index`` (to save) and ``decoder``
-    (what ``measure_decoding`` needs)."""
-    rss_before = rss_now()
-    reset_peak()
-    out = _build_dsi(config, scheme, tokens, offsets) if scheme in DSI_SCHEMES else \
-        _build_ngram(config, scheme, tokens, offsets)
-    out["rss_before_bytes"] = rss_before
-    out["rss_delta_bytes"] = peak_rss() - rss_before
-    return out
-
-
-def _build_dsi(config: CostSweepConfig, scheme: str, tokens: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
-    from datasets import Dataset
-
-    from indexing.docids import make_scheme
-    from indexing.index import DocidIndex
-    from indexing.synthetic import doc_ids
-    from indexing.trie import DocidTrie
-
-    name = DSI_SCHEMES[scheme]
-    tokenizer = _tokenizer(config.tokenizer) if config.tokenizer else None
-    corpus = Dataset.from_dict({"_id": doc_ids(len(offsets) - 1)})
-    times: dict[str, float] = {}
-    start = time.perf_counter()
-    if name == "semantic":
-        s = config.semantic
-        embeddings = token_tfidf_embeddings(tokens, offsets, config.corpus.vocab, s.dim, config.corpus.seed)
-        times["embed_s"] = time.perf_counter() - start
-        docids = make_scheme("semantic", k=s.k, c=s.c, seed=config.corpus.seed).assign(corpus, tokenizer, embeddings)
-        del embeddings
-    else:
-        docids = make_scheme(name).assign(corpus, tokenizer)
-    times["assign_s"] = time.perf_counter() - start - times.get("embed_s", 0.0)
-    mark = time.perf_counter()
-    trie = DocidTrie.from_docids(docids)
-    times["trie_s"] = time.perf_counter() - mark
-    build_s = time.perf_counter() - start
-    pad = 0 if tokenizer is None else int(tokenizer.backend.token_to_id("[PAD]") or 0)
-    base = docids.base_vocab_size
-    return {
-        "build_s": build_s, **times,
-        "index_bytes_memory": trie.nbytes(),
-        "docid_array_bytes": int(docids.offsets.nbytes + docids.values.nbytes),
-        "trie_nodes": trie.n_nodes, "max_depth": trie.max_depth, "vocab_size": docids.vocab_size,
-        "new_tokens": len(docids.new_tokens), "tokenizer": config.tokenizer,
-        "scheme_params": docids.scheme,
-        "index": DocidIndex(docids=docids, trie=trie, source="synthetic"),
-        "decoder": {"kind": "dsi", "trie": trie, "vocab": docids.vocab_size, "pad": pad, "eos": docids.eos_token_id,
-                    "query_vocab": base if base > 2 else docids.vocab_size},
-    }
-
-
-@functools.lru_cache(maxsize=4)
-def _tokenizer(name: str) -> Any:
-    """The text tokenizer, loaded once per process (outside the measured build)."""
-    from indexing.tokenizer import load_tokenizer
-
-    return load_tokenizer(name)
-
-
-def _build_ngram(config: CostSweepConfig, scheme: str, tokens: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
-    from indexing.ngrams import NgramIndex
-    from indexing.synthetic import doc_ids
-
-    backend = NGRAM_SCHEMES[scheme]
-    ids = doc_ids(len(offsets) - 1)
-    start = time.perf_counter()
-    docs = (tokens[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1))
-    index = NgramIndex.from_token_lists(docs, backend=backend, doc_ids=ids,
-                                        config={"vocab_size": config.corpus.vocab, "source": "synthetic"})
-    build_s = time.perf_counter() - start
-    return {
-        "build_s": build_s, "tokens_per_s": index.n_tokens / build_s, "backend": backend,
-        "index_bytes_memory": index.nbytes(), "bytes_per_token_memory": index.nbytes() / index.n_tokens,
-        "source": "token ids (no text tokenization)",
-        "index": index,
-        "decoder": {"kind": "ngram", "index": index, "vocab": config.corpus.vocab, "pad": PAD, "eos": EOS,
-                    "query_vocab": config.corpus.vocab},
-    }
-
-
-def measure_disk(index: Any, work_dir: str | None) -> dict[str, Any]:
-    """Save ``index`` (``.save``: atomic folder, manifest and checksums), measure its files, delete it."""
-    parent = Path(tempfile.mkdtemp(prefix="genret-cost-", dir=work_dir))
-    try:
-        start = time.perf_counter()
-        index.save(parent / "index")
-        save_s = time.perf_counter() - start
-        files = [p for p in (parent / "index").rglob("*") if p.is_file()]
-        return {"bytes": sum(p.stat().st_size for p in files), "files": len(files), "save_s": save_s}
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
-
-
-def token_tfidf_embeddings(tokens: np.ndarray, offsets: np.ndarray, vocab: int, dim: int, seed: int,
-                           chunk: int = 65_536) -> np.ndarray:
-    """``float32 [docs, dim]``, rows L2-normalised: TF-IDF of the token ids (sublinear tf, idf ``log((1 + N) /
-    (1 + df)) + 1``, rows L2-normalised: ``indexing.embeddings.tfidf_matrix``'s weighting) reduced by a
-    seeded truncated SVD (:func:`_top_right_vectors`), vectorised over the id arrays and projected in chunks
-    of rows, so that memory stays near the sparse matrix's own (~1 GB at 1M documents of 64 tokens)."""
-    import scipy.sparse as sp
-
-    n = len(offsets) - 1
-    matrix = sp.csr_matrix((np.ones(len(tokens)), tokens.astype(np.int32), offsets), shape=(n, vocab))
-    matrix.sum_duplicates()  # sorts each row's token ids and adds up repeats: data = term counts
-    df = np.bincount(matrix.indices, minlength=vocab)
-    matrix.data = (1.0 + np.log(matrix.data)) * (np.log((1.0 + n) / (1.0 + df)) + 1.0)[matrix.indices]
-    lengths = np.diff(matrix.indptr)
-    norms = np.zeros(n)
-    full = lengths > 0
-    norms[full] = np.sqrt(np.add.reduceat(matrix.data**2, matrix.indptr[:-1][full]))
-    matrix.data /= np.repeat(np.where(norms > 0, norms, 1.0), lengths)
-    k = min(dim, min(matrix.shape) - 1)
-    if k < 1:
-        return np.ones((n, 1), dtype=np.float32)
-    vt = _top_right_vectors(matrix, k, seed)
-    out = np.empty((n, k), dtype=np.float32)
-    for start in range(0, n, chunk):
-        emb = np.asarray(matrix[start : start + chunk] @ vt.T)
-        norm = np.linalg.norm(emb, axis=1, keepdims=True)
-        out[start : start + chunk] = emb / np.where(norm > 0, norm, 1.0)
-    return out
-
-
-def _top_right_vectors(matrix: Any, k: int, seed: int) -> np.ndarray:
-    """``[k, columns]``: the top ``k`` right singular vectors of a sparse matrix, largest first, signs fixed
-    (largest loading positive). ARPACK on the smaller Gram operator, as ``scipy.sparse.linalg.svds`` does,
-    without its last step (``matrix @ eigvec`` and an SVD of that: two dense ``[rows, k]`` arrays, 2 GB at
-    1M documents); the subspace is the same, so the projected rows' dot products are too."""
-    from scipy.sparse.linalg import LinearOperator, eigsh
-
-    rows, cols = matrix.shape
-    side = min(rows, cols)
-    if rows >= cols:
-        gram = LinearOperator((cols, cols), matvec=lambda x: matrix.T @ (matrix @ x), dtype=np.float64)
-    else:
-        gram = LinearOperator((rows, rows), matvec=lambda x: matrix @ (matrix.T @ x), dtype=np.float64)
-    values, vectors = eigsh(gram, k=k, v0=np.random.default_rng(seed).standard_normal(side), which="LM")
-    vectors, _ = np.linalg.qr(vectors)
-    order = np.argsort(-values, kind="stable")
-    vectors = vectors[:, order]
-    if rows >= cols:
-        vt = vectors.T
-    else:  # left vectors u: v = X^T u / s
-        vt = np.asarray(matrix.T @ vectors).T
-        vt /= np.maximum(np.linalg.norm(vt, axis=1, keepdims=True), 1e-300)
-    return vt * np.where(np.sign(vt[np.arange(k), np.argmax(np.abs(vt), axis=1)]) < 0, -1.0, 1.0)[:, None]
-
-
-# ---------------------------------------------------------------------------------------------- decoding
-
-
-def measure_decoding(decoder: dict[str, Any], cfg: DecodeConfig, tick: Any = None) -> dict[str, Any]:
-    """Time constrained beam search of random queries with a tiny random T5 (see the module docstring)."""
-    import torch
-    from transformers import LogitsProcessorList
-
-    from genret.constraints import ConstrainedLogitsProcessor
-
-    torch.set_num_threads(cfg.threads)
-    peak_before = peak_rss()  # the cell's peak so far (build and save), before the counter is reset
-    rss_before = rss_now()
-    reset_peak()
-    model = tiny_model(decoder["vocab"], decoder["pad"], decoder["eos"], cfg.seed)
-    constraint, generate_args, check = _constraint(decoder, cfg)
-    walls, constraint_s, valid, steps = [], [], [], set()
-    for rnd in range(cfg.warmup + cfg.rounds):
-        gen = torch.Generator().manual_seed(cfg.seed + 1000 + rnd)
-        input_ids = torch.randint(2, decoder["query_vocab"], (cfg.batch, cfg.query_length), generator=gen)
-        timer = TimedProcessor(ConstrainedLogitsProcessor(constraint, num_beams=cfg.beams, inplace=True))
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                 logits_processor=LogitsProcessorList([timer]), num_beams=cfg.beams,
-                                 num_return_sequences=cfg.beams, do_sample=False, length_penalty=0.0,
-                                 early_stopping="never", return_dict_in_generate=True, **generate_args)
-        wall = time.perf_counter() - start
-        sequences = out.sequences[:, 1:].numpy()
-        del out
-        valid.append(check(sequences))
-        steps.add(sequences.shape[1])
-        if rnd >= cfg.warmup:
-            walls.append(wall)
-            constraint_s.append(timer.seconds)
-        if tick is not None:
-            tick()
-    return {
-        "method": "model.generate, constrained beam search, tiny random T5", "model": TINY_T5,
-        "model_params": int(sum(p.numel() for p in model.parameters())), "vocab_size": decoder["vocab"],
-        "batch": cfg.batch, "beams": cfg.beams, "rows": cfg.batch * cfg.beams, "warmup": cfg.warmup,
-        "rounds": cfg.rounds, "query_length": cfg.query_length, "torch_threads": torch.get_num_threads(),
-        "decoder_steps": sorted(steps), "batch_ms": [w * 1e3 for w in walls],
-        "per_query_ms": [w * 1e3 / cfg.batch for w in walls],
-        "constraint_ms_p50": statistics.median(constraint_s) * 1e3,
-        "constraint_share": sum(constraint_s) / sum(walls), "valid_share": float(np.mean(valid)),
-        "queries": cfg.batch * cfg.rounds, "seconds": sum(walls),
-        "rss_before_bytes": rss_before, "rss_delta_bytes": peak_rss() - rss_before,
-        "cell_peak_bytes": max(peak_before, peak_rss()),
-        **{k: v for k, v in generate_args.items() if k != "decoder_input_ids"},
-    }
-
-
-def _constraint(decoder: dict[str, Any], cfg: DecodeConfig) -> tuple[Any, dict[str, Any], Any]:
-    """The scheme's constraint, its extra ``generate`` arguments, and a check of returned sequences
-    (share of rows that are identifiers / corpus n-grams)."""
-    import torch
-
-    if decoder["kind"] == "dsi":
-        from genret.constraints import TrieConstraint
-
-        trie = decoder["trie"]
-
-        def check_ids(seqs: np.ndarray) -> float:
-            return float(np.mean(trie.lookup_batch(seqs) >= 0))
-
-        return (TrieConstraint(trie, fill_token_id=decoder["pad"]),
-                {"max_new_tokens": trie.max_depth, "output_scores": True}, check_ids)
-    from genret.constraints.ngram import NgramConstraint
-
-    index = decoder["index"]
-    stop = {decoder["eos"], decoder["pad"]}
-
-    def check_ngrams(seqs: np.ndarray) -> float:
-        grams = [next((row[:j] for j, t in enumerate(row) if t in stop), row) for row in seqs.tolist()]
-        return float(np.mean(index.find(grams).counts > 0))
-
-    keep = cfg.keep_top or 2 * cfg.beams
-    start = torch.full((cfg.batch, 1), decoder["pad"], dtype=torch.long)
-    return (NgramConstraint(index, decoder["eos"], decoder["pad"], cfg.enumerate_width, keep),
-            {"max_new_tokens": cfg.ngram_length, "decoder_input_ids": start}, check_ngrams)
-
-
-def tiny_model(vocab: int, pad: int, eos: int, seed: int) -> Any:
-    """A T5 of ``TINY_T5`` size with random weights and ``vocab`` tokens (its output layer grows with it)."""
-    import torch
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(seed)
-    config = T5Config(vocab_size=vocab, decoder_start_token_id=pad, pad_token_id=pad, eos_token_id=eos, **TINY_T5)
-    return T5ForConditionalGeneration(config).eval()
-
-
-class TimedProcessor:
-    """Wraps a logits processor and adds up the wall time of its calls (the constraint's own work)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.seconds = 0.0
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        start = time.perf_counter()
-        out = self.inner(input_ids, scores)
-        self.seconds += time.perf_counter() - start
-        return out
-
-
-# ---------------------------------------------------------------------------------------------- memory, machine
-
-
-def _status(field_name: str) -> int:
-    """A ``/proc/self/status`` memory field in bytes (0 where there is none: not Linux)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def rss_now() -> int:
-    """This process's resident memory now (``VmRSS``), bytes."""
-    return _status("VmRSS")
-
-
-def peak_rss() -> int:
-    """This process's peak resident memory (``VmHWM``) since it started or the last ``reset_peak``, bytes."""
-    return _status("VmHWM")
-
-
-def reset_peak() -> bool:
-    """Reset the peak to the current resident memory (Linux: ``clear_refs``); False where not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU, cores and load: the numbers come from a shared machine unless the load says otherwise."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
-
-
 # ---------------------------------------------------------------------------------------------- table
 
 
 def cost_table(rows: list[dict[str, Any]]) -> str:
-    """A markdown table of cost rows (the README's): build, bytes, memory, latency per (size, scheme)."""
+    """The README's markdown table of cost rows: build, bytes, memory, latency per (size, scheme), with the
+    phase memory and constraint time that ``genret.scaling.report``'s generic table leaves out."""
     head = ("| documents | scheme | build s | index on disk | index in memory | build memory (peak above start) | "
             "peak RSS | latency p50 ms/query (batch) | constraint ms/batch | q/s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]

@@ -14,8 +14,8 @@ Definitions (what the ``cost`` fields of a results row mean):
 - ``index_bytes_disk``: bytes of every file of the retriever's saved folder (``save_pretrained``).
   ``index_bytes_memory``: ``nbytes`` of every numpy array and torch tensor reachable from the retriever
   object (model weights included, each counted once); Python lists and strings (document ids) are not counted.
-- ``peak_rss_bytes``: the process's peak resident set during the cell (``resource.getrusage``), reset at
-  the start of the cell through ``/proc/self/clear_refs`` where Linux allows; else the process's peak so far.
+- ``peak_rss_bytes``: the process's peak resident set during the cell (``VmHWM``, :mod:`genret.scaling.memory`),
+  reset at the start of the cell through ``/proc/self/clear_refs`` where Linux allows; else the process's peak so far.
 - Latency: the evaluation queries are searched in calls of ``eval.batch_size`` queries after one warm-up
   call; each query is charged its call's wall time divided by the queries in the call, so ``latency_p50_ms``
   / ``latency_p95_ms`` are percentiles of that per-query time and ``qps`` = queries / total search time.
@@ -23,36 +23,18 @@ Definitions (what the ``cost`` fields of a results row mean):
 
 from __future__ import annotations
 
-import os
-import resource
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genret.scaling.memory import reset_peak
+
 
 def reset_peak_rss() -> str:
-    """Reset the process's peak RSS (Linux ``clear_refs``); returns the scope the next reading covers."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return "cell"
-    except OSError:
-        return "process"
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set of this process (bytes) since start or the last :func:`reset_peak_rss`."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS reports bytes, Linux KiB
-
-
-def folder_bytes(path: str | os.PathLike) -> int:
-    """Total size of the files under ``path``."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+    """Reset the process's peak RSS; returns the scope the next reading covers (a row's ``peak_rss_scope``)."""
+    return "cell" if reset_peak() else "process"
 
 
 def reachable_nbytes(obj: Any, max_depth: int = 8) -> int:

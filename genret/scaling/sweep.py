@@ -15,8 +15,6 @@ import dataclasses
 import inspect
 import json
 import math
-import os
-import platform
 import shutil
 import time
 from functools import cache
@@ -28,14 +26,13 @@ from genret.evaluation import Qrels, evaluate
 from genret.scaling.config import BASELINES, SweepConfig, SystemConfig, load_sweep, to_collection_dicts
 from genret.scaling.measure import (
     CountingCollator,
-    folder_bytes,
     id_params,
     mean_example_tokens,
-    peak_rss_bytes,
     reachable_nbytes,
     reset_peak_rss,
     timed_search,
 )
+from genret.scaling.memory import folder_bytes, machine_info, peak_rss
 from genret.scaling.results import append_row, cell_key, done_cells
 from genret.scaling.subsets import NestedSubsets, SweepData, load_sweep_data
 
@@ -132,7 +129,7 @@ def run_cell(config: SweepConfig, data: SweepData, subsets: NestedSubsets, size:
     quality = evaluate(run, data.eval_qrels, tuple(config.eval.measures))
     retriever.save_pretrained(work / "retriever")
     cost.update(index_bytes_disk=folder_bytes(work / "retriever"), index_bytes_memory=reachable_nbytes(retriever),
-                peak_rss_bytes=peak_rss_bytes(), **latency)
+                peak_rss_bytes=peak_rss(), **latency)
     info.update(documents=len(corpus), judged_documents=subsets.n_judged, eval_queries=len(data.eval_queries),
                 train_queries=len(train_queries), peak_rss_scope=rss_scope, machine=_machine())
     collections = sorted(set(data.collection_of.values()))
@@ -238,7 +235,4 @@ def _machine() -> dict[str, Any]:
     """Where a cell ran (the box may be shared: the load average says how busy it was)."""
     import torch
 
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (None, None, None)
-    return {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-            "loadavg_1m": load[0], "python": platform.python_version()}
+    return {**machine_info(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}

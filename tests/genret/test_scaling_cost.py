@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 
 from genret.config import ConfigError, load_config
-from genret.scaling.cost import (
-    SCHEMES,
-    CostSweepConfig,
-    DecodeConfig,
-    measure_build,
-    run_cost_config,
-    token_tfidf_embeddings,
-)
+from genret.scaling.cost import SCHEMES, CostSweepConfig, DecodeConfig, run_cost_config
+from genret.scaling.cost_build import measure_build
 from genret.scaling.results import read_rows
+from indexing.embeddings import token_tfidf_embeddings
 from indexing.synthetic import as_dataset, document_lengths, zipf_documents, zipf_token_stream
 
 COST_FIELDS = {"build_s", "index_bytes_disk", "index_bytes_memory", "peak_rss_bytes", "latency_p50_ms",
