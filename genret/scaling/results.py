@@ -68,11 +68,12 @@ def append_row(path: str | os.PathLike, row: dict[str, Any]) -> dict[str, Any]:
         row = {"cell": cell_key(row["size"], row["system"]), **row}
     row = {**row, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "genret_version": genret_version()}
-    if path.is_file():  # drop a row torn by a kill mid-write, so the file stays whole rows
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(path, "r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
+    if path.is_file() and path.stat().st_size:  # drop a row torn by a kill mid-write: the file stays whole rows
+        with open(path, "r+b") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":  # rare: only then is the whole file read
+                handle.seek(0)
+                handle.truncate(handle.read().rfind(b"\n") + 1)
     with open(path, "ab") as handle:
         handle.write((json.dumps(row, sort_keys=False) + "\n").encode())
         handle.flush()
