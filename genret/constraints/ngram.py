@@ -146,36 +146,47 @@ class NgramConstraint:
         narrow = inner & (width <= self.enumerate_width)
         host = _host_view(scores)
         dead = np.flatnonzero(~live)
-        rows, cols = [dead], [np.full(len(dead), self.fill_token_id, dtype=np.int64)]
-        enumerated = narrow.copy()  # and the wide rows whose followers are enumerated, then cut
-        if (inner & ~narrow).any():
-            r, c, select = self._check_top(ranges, np.flatnonzero(inner & ~narrow), scores, host)
+        rows, cols = [], []
+        if 0 <= self.fill_token_id < vocab:
+            rows.append(dead)
+            cols.append(np.full(len(dead), self.fill_token_id, dtype=np.int64))
+        wide = np.flatnonzero(inner & ~narrow)
+        if len(wide):
+            r, c, select = self._check_top(ranges, wide, scores, host)
             rows.append(r)
             cols.append(c)
-            enumerated[select] = True
-        enumerate_rows = np.flatnonzero(enumerated)
-        if len(enumerate_rows):
-            offsets, tokens, _ = self.index.next_tokens_csr(ranges[enumerate_rows])
-            owner = np.repeat(enumerate_rows, np.diff(offsets))
-            cut = ~narrow[enumerate_rows]
-            if cut.any():  # narrow rows keep every follower, selected rows keep_top
-                take = np.repeat(cut, np.diff(offsets)) & (tokens >= 0) & (tokens < vocab)
+            if len(select):  # wide rows with few followers: enumerated, cut to their keep_top best
+                offsets, tokens, _ = self.index.next_tokens_csr(ranges[select])
+                owner = np.repeat(select, np.diff(offsets))
+                take = (tokens < vocab) & (tokens != self.eos_token_id)
                 values = np.full(len(tokens), -np.inf, dtype=np.float64)
                 if host is not None:
                     values[take] = host[owner[take], tokens[take]]
                 else:
                     at = torch.from_numpy(np.stack([owner[take], tokens[take]])).to(scores.device)
                     values[take] = scores[at[0], at[1]].to("cpu", torch.float64).numpy()
-                chosen = _select_best(offsets, tokens, values, ~cut, take & (tokens != self.eos_token_id),
+                chosen = _select_best(offsets, tokens, values, np.zeros(len(select), dtype=bool), take,
                                       self.keep_top)
-                owner, tokens = owner[chosen], tokens[chosen]
+                rows.append(owner[chosen])
+                cols.append(tokens[chosen])
+        narrow_rows = np.flatnonzero(narrow)
+        if len(narrow_rows):  # every follower
+            offsets, tokens, _ = self.index.next_tokens_csr(ranges[narrow_rows])
+            owner = np.repeat(narrow_rows, np.diff(offsets))
+            if len(tokens) and tokens.max() >= vocab:  # the index knows tokens the model has no score for
+                owner, tokens = owner[tokens < vocab], tokens[tokens < vocab]
             rows.append(owner)
             cols.append(tokens)
-        ended = np.flatnonzero(inner)  # an n-gram of one token or more may end here
-        rows.append(ended)
-        cols.append(np.full(len(ended), self.eos_token_id, dtype=np.int64))
-        pairs = np.stack([np.concatenate(rows), np.concatenate(cols)]).astype(np.int64, copy=False)
-        return pairs[:, (pairs[1] >= 0) & (pairs[1] < vocab)], at_start
+        if 0 <= self.eos_token_id < vocab:  # an n-gram of one token or more may end here
+            ended = np.flatnonzero(inner)
+            rows.append(ended)
+            cols.append(np.full(len(ended), self.eos_token_id, dtype=np.int64))
+        size = sum(len(r) for r in rows)
+        pairs = np.empty((2, size), dtype=np.int64)
+        if rows:
+            np.concatenate(rows, out=pairs[0])
+            np.concatenate(cols, out=pairs[1])
+        return pairs, at_start
 
     def _first_row(self, device: torch.device, dtype: torch.dtype, vocab: int) -> torch.Tensor:
         """``[vocab]``: 0 at every token that may follow the prefix (fill if none), -inf elsewhere."""
@@ -383,12 +394,12 @@ def _top_tokens(scores, rows, k):  # pragma: no cover - compiled
     One pass over each row takes the maxima of blocks of ``BLOCK`` tokens (``_block_maxima``); the
     ``k``-th largest block maximum bounds the ``k``-th best score from below (the ``k`` best blocks
     hold ``k`` tokens at least that high), so only the tokens at or above it, in the few blocks that
-    reach it, are collected and sorted (stable, so equal scores keep id order). A row where fewer
-    than ``k`` tokens reach the bound (NaN scores) is ordered whole.
+    reach it, are collected (branch-free) and sorted (stable, so equal scores keep id order). A row
+    where fewer than ``k`` tokens reach the bound (NaN scores) is ordered whole.
     """
+    out = np.empty((len(rows), k), dtype=np.int64)
     vocab = scores.shape[1]
     n_blocks = (vocab + BLOCK - 1) // BLOCK
-    out = np.empty((len(rows), k), dtype=np.int64)
     maxima = np.empty(n_blocks, dtype=scores.dtype)
     buf = np.empty(n_blocks, dtype=scores.dtype)
     values = np.empty(vocab, dtype=np.float64)
@@ -408,10 +419,9 @@ def _top_tokens(scores, rows, k):  # pragma: no cover - compiled
         for b in range(n_blocks):
             if k >= n_blocks or maxima[b] >= floor:
                 for t in range(b * BLOCK, min((b + 1) * BLOCK, vocab)):
-                    if row[t] >= floor:
-                        values[n] = row[t]
-                        ids[n] = t
-                        n += 1
+                    values[n] = row[t]
+                    ids[n] = t
+                    n += row[t] >= floor
         if n < k:  # NaN scores: order the whole row instead
             n = 0
             for t in range(vocab):
