@@ -226,6 +226,28 @@ class NgramConstraint:
         width = candidates.shape[1]
         return self._occurs(ranges, np.repeat(rows, width), candidates.reshape(-1)).reshape(len(rows), width)
 
+    def _follower_rows(self, ranges: Ranges, rows: np.ndarray) -> np.ndarray:
+        """Per row, its row of the index's follower bitmaps (``sa``, one shard; -1: none)."""
+        shard = self.index.shards[0]
+        if self.shards != 1 or not hasattr(shard, "follower_rows"):
+            return np.full(len(rows), -1, dtype=np.int64)
+        return shard.follower_rows(ranges.lo[rows, 0], ranges.hi[rows, 0], ranges.depth[rows])
+
+    def _best_known(self, ranges: Ranges, rows: np.ndarray, among: np.ndarray,
+                    host: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, tokens, known)``: for the rows ``among`` whose followers the index keeps as a
+        bitmap (``sa``), their ``keep_top`` best followers from one pass over their scores, and
+        which rows those were."""
+        at = np.full(len(rows), -1, dtype=np.int64)
+        at[among] = self._follower_rows(ranges, rows[among])
+        known = at >= 0
+        if not known.any():
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), known
+        bits = self.index.shards[0].followers()[2]
+        best = _best_followers(host, rows[known], bits, at[known], self.keep_top, self.eos_token_id)
+        r, c = np.nonzero(best >= 0)
+        return rows[known][r], best[r, c], known
+
     def _check_top(self, ranges: Ranges, rows: np.ndarray, scores: torch.Tensor,
                    host: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The allowed tokens of wide rows: candidates in score order, ``keep_top`` found per row.
@@ -264,6 +286,11 @@ class NgramConstraint:
             r, c = np.nonzero(ok & (total <= self.keep_top) & done[:, None])
             found_rows.append(pending[r])
             found_cols.append(new[r, c])
+            if host is not None and not done.all():  # rows whose followers are known: done in one pass
+                r, c, known = self._best_known(ranges, pending, ~done, host)
+                found_rows.append(r)
+                found_cols.append(c)
+                done |= known
             handed = ~done & (occurrences[pending] <= select_width)
             select.append(pending[handed])
             going = ~done & ~handed
@@ -272,8 +299,9 @@ class NgramConstraint:
             found_cols.append(new[r, c])
             hits, pending, cand = total[going, -1], pending[going], cand[going]
             checked, upto = upto, min(vocab, 2 * upto)
-        return (np.concatenate(found_rows).astype(np.int64), np.concatenate(found_cols).astype(np.int64),
-                np.concatenate(select).astype(np.int64))
+        return (np.concatenate(found_rows or [np.zeros(0)]).astype(np.int64),
+                np.concatenate(found_cols or [np.zeros(0)]).astype(np.int64),
+                np.concatenate(select or [np.zeros(0)]).astype(np.int64))
 
 
 # ------------------------------------------------------------------ host kernels (numba)
@@ -430,6 +458,48 @@ def _top_tokens(scores, rows, k):  # pragma: no cover - compiled
                 n += 1
         _keep_best(values, ids, n, k)
         out[j] = ids[:k]
+    return out
+
+
+_LOW_BIT = np.zeros(256, dtype=np.int64)  # _LOW_BIT[1 << i] = i
+for _i in range(8):
+    _LOW_BIT[1 << _i] = _i
+
+
+@numba.njit(cache=True, nogil=True)
+def _best_followers(scores, rows, bits, bit_rows, k, eos):  # pragma: no cover - compiled
+    """``[len(rows), k]``: the ``k`` best-scoring tokens set in bitmap ``bits[bit_rows[j]]`` (eos
+    excluded), by score descending then id ascending; -1 pads a row with fewer. Only the set bits'
+    scores are read, in id order, into a buffer cut back to the ``k`` best whenever it fills."""
+    vocab = scores.shape[1]
+    out = np.full((len(rows), k), -1, dtype=np.int64)
+    values = np.empty(2 * k, dtype=np.float64)
+    ids = np.empty(2 * k, dtype=np.int64)
+    for j in range(len(rows)):
+        row = scores[rows[j]]
+        bitmap = bits[bit_rows[j]]
+        n = 0
+        full = False
+        threshold = -np.inf
+        for at in range(min(len(bitmap), (vocab + 7) // 8)):
+            byte = np.int64(bitmap[at])
+            while byte:
+                low = byte & -byte
+                byte ^= low
+                t = at * 8 + _LOW_BIT[low]
+                if t >= vocab or t == eos:
+                    continue
+                v = row[t]
+                if not full or v > threshold:
+                    values[n] = v
+                    ids[n] = t
+                    n += 1
+                    if n == 2 * k:
+                        n = _keep_best(values, ids, n, k)
+                        threshold = values[k - 1]
+                        full = True
+        n = _keep_best(values, ids, n, k)
+        out[j, :n] = ids[:n]
     return out
 
 

@@ -123,6 +123,18 @@ class SuffixArrayShard:
         return _first_occurring_kernel(self.text, self.suffixes, _int64(lo), _int64(hi), _int64(depth),
                                        _int64(candidates), _int64(need), self.max_token, keys, his, bits)
 
+    def follower_rows(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Per row, its row of ``followers()``'s bitmaps (-1: none): the rows whose followers are
+        known without a search."""
+        keys, his, _ = self.followers()
+        lo, hi, depth = _int64(lo), _int64(hi), _int64(depth)
+        if not len(keys):
+            return np.full(len(lo), -1, dtype=np.int64)
+        key = lo * (FOLLOWER_DEPTH + 1) + depth
+        at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+        found = (keys[at] == key) & (his[at] == hi) & (depth >= 1) & (depth <= FOLLOWER_DEPTH)
+        return np.where(found, at, -1)
+
     def followers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(keys, his, bits)``: which tokens follow each frequent n-gram, as bitmaps.
 

@@ -163,6 +163,46 @@ def test_both_wide_row_routes_and_dtypes_keep_the_best_allowed_tokens(backend: s
             assert allowed(masked[i]) == set(ranked[:keep_top]) | {EOS}, (g, keep_top)
 
 
+@pytest.mark.parametrize("min_count", [1, 3, 10**9])
+def test_rows_with_known_followers_keep_the_best_allowed_tokens(min_count: int) -> None:
+    """One ``sa`` shard with follower bitmaps for its n-grams of 1-2 tokens seen >= min_count times:
+    rows that fall short of keep_top in the first round take their best followers from one pass over
+    the bitmap (``_best_known``); the mask equals brute force whichever route a row takes."""
+    docs = corpus(11, n_docs=60, vocab=40)
+    index = NgramIndex.from_token_lists(docs, backend="sa")
+    index.shards[0].follower_min_count = min_count
+    present = sorted({tuple(d[s : s + m]) for d in docs for m in (1, 2, 3) for s in range(len(d) - m + 1)})
+    ngrams = [list(g) for g in present[:: max(1, len(present) // 80)]]
+    gen = torch.Generator().manual_seed(3)
+    scores = torch.stack([torch.randperm(MODEL_VOCAB, generator=gen) for _ in ngrams]).float() * 0.01
+    for keep_top in (1, 4, 30):  # 30: more than most rows have followers
+        constraint = NgramConstraint(index, EOS, PAD, enumerate_width=0, keep_top=keep_top)
+        masked = constraint.mask(state_of(constraint, ngrams), scores)
+        for i, g in enumerate(ngrams):
+            follow = set(next_counts(docs, g))
+            ranked = [t for t in scores[i].argsort(descending=True).tolist() if t in follow]
+            assert allowed(masked[i]) == set(ranked[:keep_top]) | {EOS}, (g, keep_top)
+
+
+def test_best_followers_are_the_bitmaps_best_scores_then_lowest_ids() -> None:
+    """The one-pass kernel against a sort: ties broken by id, eos and ids past the scores skipped, -1 pads."""
+    from genret.constraints.ngram import _best_followers
+
+    rng = np.random.default_rng(0)
+    vocab = 70
+    scores = np.round(rng.standard_normal((4, vocab)), 1).astype(np.float32)  # many ties
+    bits = rng.integers(0, 256, (3, 10), dtype=np.uint8)  # 80 bits: ids 70-79 are past the scores
+    bits[2] = 0
+    bits[2, 0] = 0b00100110  # ids 1, 2, 5
+    rows, bit_rows, eos = np.array([3, 0, 1]), np.array([0, 1, 2]), 2
+    for k in (1, 5, 40):
+        got = _best_followers(scores, rows, bits, bit_rows, k, eos)
+        for j in range(3):
+            ids = [u for u in range(vocab) if bits[bit_rows[j], u >> 3] >> (u & 7) & 1 and u != eos]
+            ranked = sorted(ids, key=lambda u: (-scores[rows[j], u], u))[:k]
+            assert got[j].tolist() == ranked + [-1] * (k - len(ranked))
+
+
 @pytest.mark.parametrize("vocab", [31, 32, 1000, 32_003])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_top_tokens_are_the_best_scores_then_the_lowest_ids(vocab: int, dtype) -> None:

@@ -262,6 +262,14 @@ def test_followers_are_the_frequent_ngrams_and_exactly_their_next_tokens(docs: l
     assert set(got) == frequent
     for g, followers in got.items():
         assert followers == set(next_counts(docs, list(g)))
+    ngrams = [list(g) for g in all_ngrams(docs, FOLLOWER_DEPTH + 1)]
+    bounds = np.array([walk(shard, g) for g in ngrams], dtype=np.int64).reshape(-1, 2)
+    at = shard.follower_rows(bounds[:, 0], bounds[:, 1], np.array([len(g) for g in ngrams], dtype=np.int64))
+    for g, row in zip(ngrams, at.tolist(), strict=True):  # which row holds an n-gram's bitmap
+        if tuple(g) in frequent:
+            assert keys[row] % (FOLLOWER_DEPTH + 1) == len(g) and walk(shard, g)[0] == keys[row] // (FOLLOWER_DEPTH + 1)
+        else:
+            assert row == -1
 
 
 def test_followers_keep_to_the_budget_shorter_and_more_frequent_first(monkeypatch: pytest.MonkeyPatch) -> None:
