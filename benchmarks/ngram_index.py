@@ -38,7 +38,9 @@ round); medians of wall time reported, with min / max, and the median CPU time o
 
 One constrained decoding step: 640 rows (32 queries x 20 beams) of n-grams of depth 0-5 (depth 0 =
 the empty n-gram; uniform over depths), ``NgramConstraint(index, eos, pad, enumerate_width=1000,
-keep_top=40)`` (``keep_top`` = 2 x beams: the hybrid gives the beams of the full mask). Scores
+keep_top=40)`` (``keep_top`` = 2 x beams: the hybrid gives the beams of the full mask). On ``sa``
+the shard's follower bitmaps (frequent n-grams of 1-2 tokens) are built once before any timing;
+their build time and size are reported (``followers``). Scores
 ``[640, vocab]`` float32, two kinds: ``random`` = N(0, 1); ``model`` = N(0, 1) with up to 64 true
 continuations of each row's n-gram (drawn by corpus frequency) raised by +4, as a trained model
 ranks valid continuations high. Timed separately, same states and scores for both backends:
@@ -406,7 +408,16 @@ def bench_corpus(name: str, paths: dict[str, Path], vocab: int, eos: int, pad: i
     }
     cases: list[Case] = []
     breakdown: dict[str, Any] = {}
+    followers: dict[str, Any] = {}
     for b, index in indexes.items():
+        if all(hasattr(shard, "followers") for shard in index.shards):  # sa: built once, before any timing
+            t, c = time.perf_counter(), time.process_time()
+            tables = [shard.followers() for shard in index.shards]
+            followers[b] = {"build_s": time.perf_counter() - t, "build_cpu_s": time.process_time() - c,
+                            "rows": sum(len(k) for k, _, _ in tables),
+                            "bytes": sum(k.nbytes + h.nbytes + bits.nbytes for k, h, bits in tables)}
+            log(f"  {b}: follower bitmaps of {followers[b]['rows']} frequent n-grams, "
+                f"{followers[b]['bytes'] / MB:.1f} MB, built in {followers[b]['build_s']:.2f} s")
         r_ext, r_narrow, r_mid = index.find(ext_states), index.find(narrow), index.find(mid)
         r_wide, r_loc = index.find(wide), index.find(located)
         cases += [
@@ -454,6 +465,8 @@ def bench_corpus(name: str, paths: dict[str, Path], vocab: int, eos: int, pad: i
     for b in indexes:
         out[b]["states"] = info
         out[b]["step_cpu_breakdown_ms"] = breakdown[b]
+        if b in followers:
+            out[b]["followers"] = followers[b]
     del indexes
     gc.collect()
     return out
