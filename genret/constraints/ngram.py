@@ -13,9 +13,11 @@ Which tokens may follow (``mask``), per row:
 - a wider range (a frequent n-gram with thousands of followers): the row's ``keep_top`` best-scoring
   followers, plus eos. The model's best-scoring tokens are checked (does the n-gram continue with
   it?), in score order, in rounds over all such rows at once, until ``keep_top`` are found (or every
-  token was checked); a row that falls short in the first round and is not too wide
-  (``SELECT_WIDTH``) has few followers: those are enumerated and the ``keep_top`` best kept (the same
-  tokens, found faster). Beam search never picks more than ``2 * num_beams`` tokens of one row, so
+  token was checked). On one ``sa`` shard the checks of frequent n-grams (1-2 tokens) read the
+  shard's follower bitmaps instead of searching. A row that falls short in the first round takes,
+  when its followers are such a bitmap, its ``keep_top`` best followers from one pass over its
+  scores; else, when it is not too wide (``SELECT_WIDTH``), it has few followers: those are
+  enumerated and the ``keep_top`` best kept (the same tokens, found faster). Beam search never picks more than ``2 * num_beams`` tokens of one row, so
   with ``keep_top >= 2 * num_beams`` the beams equal those of the full mask (tested), at a fraction
   of the cost: full enumeration of 640 beams at 50M tokens takes 438 ms a step
   (dependencies.md, section 4.6); the hybrid's numbers are in benchmarks/ngram_index.py's results.
@@ -63,6 +65,8 @@ class NgramConstraint:
         self._start = index.find([self.prefix])
         self._first_tokens = index.next_tokens_csr(self._start)[1]  # what may follow the prefix
         self._first_cache: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
+        if self.shards == 1 and hasattr(index.shards[0], "followers"):
+            index.shards[0].followers()  # sa's follower bitmaps: built now, not in the first decoding step
 
     def __repr__(self) -> str:
         return (f"NgramConstraint({self.index!r}, eos={self.eos_token_id}, enumerate_width={self.enumerate_width}, "
