@@ -17,10 +17,11 @@ Which tokens may follow (``mask``), per row:
   shard's follower bitmaps instead of searching. A row that falls short in the first round takes,
   when its followers are such a bitmap, its ``keep_top`` best followers from one pass over its
   scores; else, when it is not too wide (``SELECT_WIDTH``), it has few followers: those are
-  enumerated and the ``keep_top`` best kept (the same tokens, found faster). Beam search never picks more than ``2 * num_beams`` tokens of one row, so
-  with ``keep_top >= 2 * num_beams`` the beams equal those of the full mask (tested), at a fraction
-  of the cost: full enumeration of 640 beams at 50M tokens takes 438 ms a step
-  (dependencies.md, section 4.6); the hybrid's numbers are in benchmarks/ngram_index.py's results.
+  enumerated and the ``keep_top`` best kept (the same tokens, found faster). Beam search never
+  picks more than ``2 * num_beams`` tokens of one row, so with ``keep_top >= 2 * num_beams`` the
+  beams equal those of the full mask (tested), at a fraction of the cost: full enumeration of 640
+  beams at 50M tokens takes 438 ms a step (dependencies.md, section 4.6); the hybrid's numbers are
+  in benchmarks/ngram_index.py's results.
 
 The index lives on the CPU: each step copies the states to the host (for scores on a device, also
 the wide rows' top candidates and the scores of enumerated followers; scores on the CPU are read
@@ -283,25 +284,21 @@ class NgramConstraint:
                     cand = torch.topk(sub, k, dim=1).indices.to("cpu").numpy()
             new = cand[:, checked:upto]
             ok = self._hits(ranges, pending, np.where(new == self.eos_token_id, -1, new), self.keep_top - hits)
-            total = hits[:, None] + np.cumsum(ok, axis=1)
-            enough = total[:, -1] >= self.keep_top
-            done = enough | (upto >= vocab)
-            # rows with enough hits keep their first keep_top (the best-scoring allowed tokens)
-            r, c = np.nonzero(ok & (total <= self.keep_top) & done[:, None])
-            found_rows.append(pending[r])
-            found_cols.append(new[r, c])
+            kept, total = _first_hits(ok, hits, self.keep_top)  # each row's hits, up to keep_top in all
+            done = (total >= self.keep_top) | (upto >= vocab)
+            known = np.zeros(len(pending), dtype=bool)
             if host is not None and not done.all():  # rows whose followers are known: done in one pass
                 r, c, known = self._best_known(ranges, pending, ~done, host)
                 found_rows.append(r)
                 found_cols.append(c)
-                done |= known
-            handed = ~done & (occurrences[pending] <= select_width)
+            handed = ~done & ~known & (occurrences[pending] <= select_width)
             select.append(pending[handed])
-            going = ~done & ~handed
-            r, c = np.nonzero(ok & going[:, None])  # hits so far of rows that check on
+            going = ~done & ~known & ~handed
+            # the best-scoring allowed tokens of rows that are done, and the hits so far of rows that go on
+            r, c = np.nonzero(kept & (done | going)[:, None])
             found_rows.append(pending[r])
             found_cols.append(new[r, c])
-            hits, pending, cand = total[going, -1], pending[going], cand[going]
+            hits, pending, cand = total[going], pending[going], cand[going]
             checked, upto = upto, min(vocab, 2 * upto)
         return (np.concatenate(found_rows or [np.zeros(0)]).astype(np.int64),
                 np.concatenate(found_cols or [np.zeros(0)]).astype(np.int64),
@@ -505,6 +502,22 @@ def _best_followers(scores, rows, bits, bit_rows, k, eos):  # pragma: no cover -
         n = _keep_best(values, ids, n, k)
         out[j, :n] = ids[:n]
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_hits(ok, hits, k):  # pragma: no cover - compiled
+    """``(kept, total)``: ``ok``'s marks, per row in order, while the row's ``hits[i]`` plus those kept
+    stay within ``k``; and each row's hits after them."""
+    kept = np.zeros(ok.shape, dtype=np.bool_)
+    total = np.empty(len(hits), dtype=np.int64)
+    for i in range(ok.shape[0]):
+        t = hits[i]
+        for j in range(ok.shape[1]):
+            if ok[i, j] and t < k:
+                kept[i, j] = True
+                t += 1
+        total[i] = t
+    return kept, total
 
 
 @numba.njit(cache=True, nogil=True)
