@@ -414,8 +414,8 @@ def bench_corpus(name: str, paths: dict[str, Path], vocab: int, eos: int, pad: i
             t, c = time.perf_counter(), time.process_time()
             tables = [shard.followers() for shard in index.shards]
             followers[b] = {"build_s": time.perf_counter() - t, "build_cpu_s": time.process_time() - c,
-                            "rows": sum(len(k) for k, _, _ in tables),
-                            "bytes": sum(k.nbytes + h.nbytes + bits.nbytes for k, h, bits in tables)}
+                            "rows": sum(len(table.keys) for table in tables),
+                            "bytes": sum(table.nbytes() for table in tables)}
             log(f"  {b}: follower bitmaps of {followers[b]['rows']} frequent n-grams, "
                 f"{followers[b]['bytes'] / MB:.1f} MB, built in {followers[b]['build_s']:.2f} s")
         r_ext, r_narrow, r_mid = index.find(ext_states), index.find(narrow), index.find(mid)

@@ -44,3 +44,17 @@ def test_constrained_decoding_checks_hold_for_a_tiny_setting(bench, tmp_path) ->
     assert all(result["checks"].values()), result["checks"]
     for key in ("ratio_vs_unconstrained", "anchor_speedup", "constraint_only_speedup"):
         assert result[key] > 0
+
+
+def test_ngram_index_benchmark_runs_both_backends_and_their_steps_agree(bench, tmp_path) -> None:
+    """Both backends are built, timed and allow the same tokens on the step (the script raises if not);
+    the sa follower table is reported."""
+    report = bench("ngram_index").main(["--tokens", "30000", "--reps", "1", "--target-ms", "0.5",
+                                        "--workdir", str(tmp_path / "work"), "--json", str(tmp_path / "out.json")])
+    by_backend = {r["backend"]: r for r in report["results"]}
+    assert set(by_backend) == {"sa", "fm"}
+    assert by_backend["sa"]["followers"]["rows"] >= 0 and "followers" not in by_backend["fm"]
+    for result in by_backend.values():
+        assert result["build"]["n_tokens"] == 30000
+        assert "step_allowed_model" in result["latency"]
+    assert (tmp_path / "out.json").is_file()

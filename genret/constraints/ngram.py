@@ -14,7 +14,7 @@ Which tokens may follow (``mask``), per row:
   followers, plus eos. The model's best-scoring tokens are checked (does the n-gram continue with
   it?), in score order, in rounds over all such rows at once, until ``keep_top`` are found (or every
   token was checked). On one ``sa`` shard the checks of frequent n-grams (1-2 tokens) read the
-  shard's follower bitmaps instead of searching. A row that falls short in the first round takes,
+  bitmaps of the shard's ``FollowerTable`` instead of searching. A row that falls short in the first round takes,
   when its followers are such a bitmap, its ``keep_top`` best followers from one pass over its
   scores; else, when it is not too wide (``SELECT_WIDTH``), it has few followers: those are
   enumerated and the ``keep_top`` best kept (the same tokens, found faster). Beam search never
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from indexing.ngrams import NgramIndex, Ranges
+from indexing.ngrams.followers import FollowerTable
 
 DEAD = -1
 
@@ -66,8 +67,7 @@ class NgramConstraint:
         self._start = index.find([self.prefix])
         self._first_tokens = index.next_tokens_csr(self._start)[1]  # what may follow the prefix
         self._first_cache: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
-        if self.shards == 1 and hasattr(index.shards[0], "followers"):
-            index.shards[0].followers()  # sa's follower bitmaps: built now, not in the first decoding step
+        self._table()  # sa's follower table: built now, not in the first decoding step
 
     def __repr__(self) -> str:
         return (f"NgramConstraint({self.index!r}, eos={self.eos_token_id}, enumerate_width={self.enumerate_width}, "
@@ -231,12 +231,17 @@ class NgramConstraint:
         width = candidates.shape[1]
         return self._occurs(ranges, np.repeat(rows, width), candidates.reshape(-1)).reshape(len(rows), width)
 
-    def _follower_rows(self, ranges: Ranges, rows: np.ndarray) -> np.ndarray:
-        """Per row, its row of the index's follower bitmaps (``sa``, one shard; -1: none)."""
+    def _table(self) -> FollowerTable | None:
+        """The follower table of the index's one ``sa`` shard (None for other indexes)."""
         shard = self.index.shards[0]
-        if self.shards != 1 or not hasattr(shard, "follower_rows"):
+        return shard.followers() if self.shards == 1 and hasattr(shard, "followers") else None
+
+    def _follower_rows(self, ranges: Ranges, rows: np.ndarray) -> np.ndarray:
+        """Per row, its row of the follower table's bitmaps (-1: none)."""
+        table = self._table()
+        if table is None:
             return np.full(len(rows), -1, dtype=np.int64)
-        return shard.follower_rows(ranges.lo[rows, 0], ranges.hi[rows, 0], ranges.depth[rows])
+        return table.rows(ranges.lo[rows, 0], ranges.hi[rows, 0], ranges.depth[rows])
 
     def _best_known(self, ranges: Ranges, rows: np.ndarray, among: np.ndarray,
                     host: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -248,8 +253,7 @@ class NgramConstraint:
         known = at >= 0
         if not known.any():
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), known
-        bits = self.index.shards[0].followers()[2]
-        best = _best_followers(host, rows[known], bits, at[known], self.keep_top, self.eos_token_id)
+        best = _best_followers(host, rows[known], self._table().bits, at[known], self.keep_top, self.eos_token_id)
         r, c = np.nonzero(best >= 0)
         return rows[known][r], best[r, c], known
 

@@ -18,8 +18,8 @@ stays inside the text: every document ends with a separator, which no n-gram con
 searches of a batch run in lockstep groups (``LANES``), so that their cache misses overlap: at 50M
 tokens that halves the time of a decoding step's candidate checks. A decoding step checks candidates
 mostly after one token, in the ranges of frequent unigrams, which are the widest (the longest
-searches); ``first_occurring`` answers those from a follower bitmap per frequent n-gram of one or two
-tokens instead (``followers``: built on first use, at most ``FOLLOWER_BYTES``). Measured design:
+searches); ``first_occurring`` answers those from the follower bitmaps of the shard's
+``FollowerTable`` instead (``followers``: frequent n-grams of 1-2 tokens, built on first use). Measured design:
 ../shared/research/dependencies.md sections 4.2-4.5; benchmarks/ngram_index.py.
 """
 
@@ -31,7 +31,10 @@ import numba
 import numpy as np
 
 from indexing.artifacts import ArtifactError, save_json, save_npy
+from indexing.ngrams import followers
 from indexing.ngrams.base import read_shard_files
+from indexing.ngrams.followers import MAX_DEPTH as MAX_FOLLOWER_DEPTH
+from indexing.ngrams.followers import FollowerTable
 from indexing.ngrams.suffix import MAX_SYMBOL, suffix_array
 
 SA_JSON = "sa.json"
@@ -40,10 +43,6 @@ SA_FORMAT = 1
 UINT16_MAX_SYMBOL = 65_535
 LINEAR_PROBES = 8  # rows of a run read one by one before galloping (measured: 4-16 all fine)
 LANES = 32  # binary searches advanced together (extend: 16 rows, occurs: 32)
-FOLLOWER_MIN_COUNT = 1024  # an n-gram at least this frequent gets a follower bitmap (see followers)
-FOLLOWER_DEPTH = 2  # of at most this many tokens
-FOLLOWER_BYTES = 32 << 20  # the follower bitmaps' budget: the most frequent n-grams first
-FOLLOWER_CHUNK = 256  # ranges enumerated per call while building them (bounds the temporaries)
 
 
 def _int64(values: np.ndarray) -> np.ndarray:
@@ -63,9 +62,9 @@ class SuffixArrayShard:
         """Largest token id in the shard (-1 when empty): larger ids give empty ranges without a search."""
         self.n_docs = len(doc_starts) - 1
         self.n_tokens = len(text) - self.n_docs
-        self.follower_min_count = FOLLOWER_MIN_COUNT
-        """N-grams with at least this many occurrences get a follower bitmap (tests lower it)."""
-        self._followers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.follower_bitmap_min = followers.BITMAP_MIN
+        """N-grams seen this often get a follower bitmap (``followers``; tests lower it)."""
+        self._followers: FollowerTable | None = None
 
     @classmethod
     def build(cls, tokens: np.ndarray, doc_offsets: np.ndarray) -> SuffixArrayShard:
@@ -119,34 +118,17 @@ class SuffixArrayShard:
         stops as soon as it has them, and a row's searches run in lockstep over the same range
         (its top levels stay in cache). Negative or unknown tokens never occur.
         """
-        keys, his, bits = self.followers()
+        table = self.followers()
         return _first_occurring_kernel(self.text, self.suffixes, _int64(lo), _int64(hi), _int64(depth),
-                                       _int64(candidates), _int64(need), self.max_token, keys, his, bits)
+                                       _int64(candidates), _int64(need), self.max_token, table.keys,
+                                       table.his, table.bits)
 
-    def follower_rows(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """Per row, its row of ``followers()``'s bitmaps (-1: none): the rows whose followers are
-        known without a search."""
-        keys, his, _ = self.followers()
-        lo, hi, depth = _int64(lo), _int64(hi), _int64(depth)
-        if not len(keys):
-            return np.full(len(lo), -1, dtype=np.int64)
-        key = lo * (FOLLOWER_DEPTH + 1) + depth
-        at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
-        found = (keys[at] == key) & (his[at] == hi) & (depth >= 1) & (depth <= FOLLOWER_DEPTH)
-        return np.where(found, at, -1)
-
-    def followers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(keys, his, bits)``: which tokens follow each frequent n-gram, as bitmaps.
-
-        The n-grams of 1 to ``FOLLOWER_DEPTH`` tokens with at least ``follower_min_count``
-        occurrences, most frequent first within ``FOLLOWER_BYTES``, sorted by ``keys`` = ``lo *
-        (FOLLOWER_DEPTH + 1) + depth`` (``lo``, ``his``: the n-gram's range); ``bits[row, u >> 3] >>
-        (u & 7) & 1``: whether token ``u`` follows. Built on first use by enumerating those ranges'
-        followers (about 2 s per 50M tokens) and kept; an answer from a bitmap equals the binary
-        search's (tested).
-        """
+    def followers(self) -> FollowerTable:
+        """The followers of this shard's frequent n-grams of 1-2 tokens, as bitmaps
+        (:class:`~indexing.ngrams.followers.FollowerTable`): built on first use (about 3 s per 50M
+        tokens) and kept. ``first_occurring`` reads them; so does a decoding constraint."""
         if self._followers is None:
-            self._followers = _frequent_followers(self, max(self.follower_min_count, 1))
+            self._followers = FollowerTable.build(self, self.follower_bitmap_min)
         return self._followers
 
     def next_tokens(
@@ -172,8 +154,8 @@ class SuffixArrayShard:
         return np.diff(np.asarray(self.doc_starts, dtype=np.int64)) - 1
 
     def nbytes(self) -> int:
-        """The arrays' bytes, and the follower bitmaps' once built."""
-        cache = sum(a.nbytes for a in self._followers) if self._followers is not None else 0
+        """The arrays' bytes, and the follower table's once built."""
+        cache = self._followers.nbytes() if self._followers is not None else 0
         return int(self.text.nbytes + self.suffixes.nbytes + self.doc_starts.nbytes + cache)
 
     def info(self) -> dict[str, int | str]:
@@ -220,49 +202,6 @@ class SuffixArrayShard:
         if problems:
             raise ArtifactError(f"{folder}: inconsistent sa shard files: " + "; ".join(problems) + f"; {rebuild}")
         return cls(arrays["text"], arrays["suffixes"], arrays["doc_starts"], max_token)
-
-
-def _frequent_followers(shard: SuffixArrayShard, min_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``SuffixArrayShard.followers``: level by level (shorter n-grams first, then the most frequent),
-    each level's rows enumerated in chunks: their follower bits and the next level's frequent ranges."""
-    row_bytes = max((shard.max_token + 1 + 7) // 8, 1)
-    budget = FOLLOWER_BYTES // row_bytes
-    keys, his, bits = [], [], []
-    lo, hi = (np.array([v], dtype=np.int64) for v in shard.root())
-    lo, hi = _followers_of_level(shard, lo, hi, 0, None, min_count)
-    for depth in range(1, FOLLOWER_DEPTH + 1):
-        order = np.argsort(-(hi - lo), kind="stable")[:budget]  # the most frequent, within the budget
-        lo, hi = lo[order], hi[order]
-        budget -= len(lo)
-        keys.append(lo * (FOLLOWER_DEPTH + 1) + depth)
-        his.append(hi)
-        bits.append(np.zeros((len(lo), row_bytes), dtype=np.uint8))
-        lo, hi = _followers_of_level(shard, lo, hi, depth, bits[-1], min_count)
-    all_keys = np.concatenate(keys)
-    order = np.argsort(all_keys, kind="stable")
-    return all_keys[order], np.concatenate(his)[order], np.concatenate(bits)[order]
-
-
-def _followers_of_level(shard: SuffixArrayShard, lo: np.ndarray, hi: np.ndarray, depth: int,
-                        bits: np.ndarray | None, min_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Enumerate the followers of ranges ``[lo, hi)`` of n-grams of ``depth`` tokens (in chunks): set
-    them in ``bits`` (one row per range) and return the ranges of the extensions with at least
-    ``min_count`` occurrences."""
-    child_lo, child_hi = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-    for start in range(0, len(lo), FOLLOWER_CHUNK):
-        a, b = lo[start : start + FOLLOWER_CHUNK], hi[start : start + FOLLOWER_CHUNK]
-        offsets, tokens, counts = shard.next_tokens(a, b, np.full(len(a), depth, dtype=np.int64))
-        owner = np.repeat(np.arange(len(a)), np.diff(offsets))
-        if bits is not None:
-            _set_bits(bits, start + owner, tokens)
-        # an extension's range: after its row's separator rows, then in token order
-        total = np.concatenate([[0], np.cumsum(counts)])
-        separators = (b - a) - (total[offsets[1:]] - total[offsets[:-1]])
-        end = a[owner] + separators[owner] + total[1:] - total[offsets[:-1]][owner]
-        keep = counts >= min_count
-        child_lo.append((end - counts)[keep])
-        child_hi.append(end[keep])
-    return np.concatenate(child_lo), np.concatenate(child_hi)
 
 
 # ---------------------------------------------------------------- numba kernels (whole batches per call)
@@ -387,18 +326,12 @@ def _occurs_kernel(text, suffixes, lo, hi, depth, tokens, max_token):  # pragma:
 
 
 @numba.njit(cache=True, nogil=True)
-def _set_bits(bits, rows, tokens):  # pragma: no cover - compiled
-    """Set bit ``tokens[i]`` of row ``rows[i]`` of a bitmap (8 per byte, lowest bit first)."""
-    for i in range(len(rows)):
-        bits[rows[i], tokens[i] >> 3] |= np.uint8(1 << (tokens[i] & 7))
-
-
-@numba.njit(cache=True, nogil=True)
 def _first_occurring_kernel(text, suffixes, lo, hi, depth, candidates, need, max_token,
                             keys, his, bits):  # pragma: no cover - compiled
     """``first_occurring``: per row, lockstep groups of at most ``LANES`` candidates, each group as
     large as the hits still needed, until the row has ``need`` hits or no candidates left. A row
-    that is a frequent n-gram's whole range reads its follower bitmap instead (``followers``)."""
+    that is a frequent n-gram's whole range reads its follower bitmap instead (``followers``: rows
+    ``keys``, ``his``, ``bits``)."""
     n = len(text)
     rows, k = candidates.shape
     out = np.zeros((rows, k), dtype=np.bool_)
@@ -412,8 +345,8 @@ def _first_occurring_kernel(text, suffixes, lo, hi, depth, candidates, need, max
         if a >= b:
             continue
         hits, j = 0, 0
-        if len(keys) and 1 <= depth[r] <= FOLLOWER_DEPTH:
-            key = a * (FOLLOWER_DEPTH + 1) + depth[r]
+        if len(keys) and 1 <= depth[r] <= MAX_FOLLOWER_DEPTH:
+            key = a * (MAX_FOLLOWER_DEPTH + 1) + depth[r]
             row = np.searchsorted(keys, key)
             if row < len(keys) and keys[row] == key and his[row] == b:  # a frequent n-gram's whole range
                 while j < k and hits < need[r]:

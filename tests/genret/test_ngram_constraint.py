@@ -170,7 +170,7 @@ def test_rows_with_known_followers_keep_the_best_allowed_tokens(min_count: int) 
     the bitmap (``_best_known``); the mask equals brute force whichever route a row takes."""
     docs = corpus(11, n_docs=60, vocab=40)
     index = NgramIndex.from_token_lists(docs, backend="sa")
-    index.shards[0].follower_min_count = min_count
+    index.shards[0].follower_bitmap_min = min_count
     present = sorted({tuple(d[s : s + m]) for d in docs for m in (1, 2, 3) for s in range(len(d) - m + 1)})
     ngrams = [list(g) for g in present[:: max(1, len(present) // 80)]]
     gen = torch.Generator().manual_seed(3)

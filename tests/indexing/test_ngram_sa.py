@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexing.artifacts import ArtifactError
-from indexing.ngrams import sa as sa_module
-from indexing.ngrams.sa import FOLLOWER_DEPTH, FOLLOWER_MIN_COUNT, LINEAR_PROBES, SA_FILES, SA_JSON, SuffixArrayShard
+from indexing.ngrams.followers import BITMAP_MIN
+from indexing.ngrams.sa import LINEAR_PROBES, SA_FILES, SA_JSON, SuffixArrayShard
 from tests.indexing.ngram_reference import all_ngrams, corpora, flatten, next_counts, occurrences
 
 
@@ -219,9 +219,9 @@ def test_occurs_is_extend_non_empty(docs: list[list[int]], data: st.DataObject) 
 def test_first_occurring_stops_at_the_needed_hits(docs: list[list[int]], data: st.DataObject) -> None:
     """``first_occurring`` marks, in candidate order, exactly the candidates that occur (brute force)
     up to the ``need``-th of them, and nothing after it: from binary searches and, for frequent
-    n-grams, from follower bitmaps (``follower_min_count`` drawn, 1 = every n-gram of 1-2 tokens)."""
+    n-grams, from follower bitmaps (``follower_bitmap_min`` drawn, 1 = every n-gram of 1-2 tokens)."""
     shard = SuffixArrayShard.build(*flatten(docs))
-    shard.follower_min_count = data.draw(st.sampled_from([1, 2, 4, FOLLOWER_MIN_COUNT]))
+    shard.follower_bitmap_min = data.draw(st.sampled_from([1, 2, 4, BITMAP_MIN]))
     ngrams = [[]] + [list(g) for g in sorted(all_ngrams(docs, 3))][:20]
     n = data.draw(st.integers(1, 12))
     k = data.draw(st.integers(1, 70))  # more than LANES: several lockstep groups in one row
@@ -240,48 +240,3 @@ def test_first_occurring_stops_at_the_needed_hits(docs: list[list[int]], data: s
             expected.append(ok)
             hits += ok
         assert got[i].tolist() == expected
-
-
-@settings(max_examples=60, deadline=None)
-@given(docs=corpora(max_token=6, max_docs=8, max_len=16), min_count=st.integers(1, 6))
-def test_followers_are_the_frequent_ngrams_and_exactly_their_next_tokens(docs: list[list[int]],
-                                                                         min_count: int) -> None:
-    """Brute force: one bitmap per n-gram of 1 to FOLLOWER_DEPTH tokens occurring >= min_count times,
-    keyed by its whole range, holding exactly the tokens that follow it (never across documents)."""
-    shard = build(docs)
-    shard.follower_min_count = min_count
-    keys, his, bits = shard.followers()
-    assert keys.tolist() == sorted(keys.tolist())
-    got = {}
-    for key, hi, row in zip(keys.tolist(), his.tolist(), bits, strict=True):
-        lo, depth = divmod(key, FOLLOWER_DEPTH + 1)
-        ngram = (shard.text[shard.suffixes[lo] : shard.suffixes[lo] + depth].astype(np.int64) - 1).tolist()
-        assert walk(shard, ngram) == (lo, hi)  # the n-gram's whole range
-        got[tuple(ngram)] = {u for u in range(8 * len(row)) if row[u >> 3] >> (u & 7) & 1}
-    frequent = {g for g in all_ngrams(docs, FOLLOWER_DEPTH) if len(occurrences(docs, list(g))) >= min_count}
-    assert set(got) == frequent
-    for g, followers in got.items():
-        assert followers == set(next_counts(docs, list(g)))
-    ngrams = [list(g) for g in all_ngrams(docs, FOLLOWER_DEPTH + 1)]
-    bounds = np.array([walk(shard, g) for g in ngrams], dtype=np.int64).reshape(-1, 2)
-    at = shard.follower_rows(bounds[:, 0], bounds[:, 1], np.array([len(g) for g in ngrams], dtype=np.int64))
-    for g, row in zip(ngrams, at.tolist(), strict=True):  # which row holds an n-gram's bitmap
-        if tuple(g) in frequent:
-            assert keys[row] % (FOLLOWER_DEPTH + 1) == len(g) and walk(shard, g)[0] == keys[row] // (FOLLOWER_DEPTH + 1)
-        else:
-            assert row == -1
-
-
-def test_followers_keep_to_the_budget_shorter_and_more_frequent_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Within FOLLOWER_BYTES: unigrams before bigrams, the most frequent first; nbytes counts them."""
-    docs = [[0, 1, 0, 1, 0, 2], [0, 3, 3, 1, 0, 1]]  # unigrams 0:5, 1:4, 3:2, 2:1; bigram (0 1): 3
-    shard = build(docs)
-    shard.follower_min_count = 1
-    before = shard.nbytes()
-    monkeypatch.setattr(sa_module, "FOLLOWER_BYTES", 3)  # three rows of one byte (tokens 0-3)
-    keys, _, bits = shard.followers()
-    assert bits.shape == (3, 1)
-    chosen = {tuple(shard.text[shard.suffixes[k // (FOLLOWER_DEPTH + 1)]:][: k % (FOLLOWER_DEPTH + 1)] - 1)
-              for k in keys.tolist()}
-    assert chosen == {(0,), (1,), (3,)}
-    assert shard.nbytes() == before + keys.nbytes * 2 + bits.nbytes
