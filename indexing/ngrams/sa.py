@@ -31,10 +31,9 @@ import numba
 import numpy as np
 
 from indexing.artifacts import ArtifactError, save_json, save_npy
-from indexing.ngrams import followers
 from indexing.ngrams.base import read_shard_files
+from indexing.ngrams.followers import BITMAP_MIN, FollowerTable
 from indexing.ngrams.followers import MAX_DEPTH as MAX_FOLLOWER_DEPTH
-from indexing.ngrams.followers import FollowerTable
 from indexing.ngrams.suffix import MAX_SYMBOL, suffix_array
 
 SA_JSON = "sa.json"
@@ -62,7 +61,7 @@ class SuffixArrayShard:
         """Largest token id in the shard (-1 when empty): larger ids give empty ranges without a search."""
         self.n_docs = len(doc_starts) - 1
         self.n_tokens = len(text) - self.n_docs
-        self.follower_bitmap_min = followers.BITMAP_MIN
+        self.follower_bitmap_min = BITMAP_MIN
         """N-grams seen this often get a follower bitmap (``followers``; tests lower it)."""
         self._followers: FollowerTable | None = None
 
