@@ -9,6 +9,7 @@ multiple of the width, in byte order, are the token suffixes in token order. Mea
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from pydivsufsort import divsufsort
 
@@ -46,14 +47,24 @@ def suffix_array(symbols: np.ndarray) -> np.ndarray:
         encoded = encoded.reshape(-1)
     byte_sa = divsufsort(encoded, force64=n * width >= (1 << 31))
     del encoded
-    # keep the suffixes that start at a symbol boundary, in chunks (a whole-array mask would cost
-    # another 8 bytes per token at the build's peak)
-    out = np.empty(n, dtype=index_dtype)
-    filled = 0
-    chunk = 1 << 24
-    for start in range(0, len(byte_sa), chunk):
-        part = byte_sa[start : start + chunk]
-        aligned = part[part % width == 0] // width
-        out[filled : filled + len(aligned)] = aligned
-        filled += len(aligned)
-    return out
+    # keep the suffixes that start at a symbol boundary (one pass, no whole-array temporaries)
+    out = np.empty(n + 1, dtype=index_dtype)  # one spare slot: _keep_aligned writes one past its count
+    filled = _keep_aligned(byte_sa, width, out)
+    if filled != n:
+        raise RuntimeError(f"suffix_array: {filled} aligned suffixes for {n} symbols")
+    return out[:n]
+
+
+@numba.njit(cache=True, nogil=True)
+def _keep_aligned(byte_sa, width, out):  # pragma: no cover - compiled
+    """``out[:m]`` = the entries of ``byte_sa`` divisible by ``width``, divided by it, in order; returns m.
+
+    Branch-free: every entry is written to slot ``m`` and kept (``m`` advanced) when aligned, so
+    ``out`` needs one slot more than the entries kept (the ``min`` only guards a short ``out``)."""
+    m = 0
+    last = len(out) - 1
+    for i in range(len(byte_sa)):
+        p = byte_sa[i]
+        out[min(m, last)] = p // width
+        m += p % width == 0
+    return m
