@@ -45,7 +45,7 @@ their build time and size are reported (``followers``). Scores
 continuations of each row's n-gram (drawn by corpus frequency) raised by +4, as a trained model
 ranks valid continuations high. Timed separately, same states and scores for both backends:
 
-- ``allowed``: the index-side work (``NgramConstraint._allowed``): which (row, token) pairs are
+- ``allowed``: the index-side work (``NgramConstraint._allowed``, one thread): which (row, token) pairs are
   allowed (narrow rows enumerated, wide rows' top candidates checked, the top-k over their scores
   included); ``step_cpu_breakdown_ms`` splits its CPU time into top-k, checks, enumeration,
   cutting to ``keep_top`` and the rest (measured apart, wrappers around those calls);
@@ -53,11 +53,15 @@ ranks valid continuations high. Timed separately, same states and scores for bot
   the allowed scores written in (the cost every masking logits processor pays);
 - ``mask_``: the same written into the scores in place (what ``ConstrainedLogitsProcessor`` uses
   under beam search with ``inplace=True``); each call gets a copy of the scores made before the clock;
+- ``allowed`` with ``threads=2`` (``step_allowed_model_2threads``): the wide rows' top-k split
+  between the calling thread and a pool thread (wall time; the CPU column counts the calling
+  thread only);
 - ``advance``: one ``advance`` of the 640 rows by a valid token each;
 - per depth (``--by-depth``): ``allowed`` with all 640 rows at one depth (steps 1-5 of decoding).
 
 Machine: the CPU model and core count go to the JSON; the numbers are from a shared machine unless
-``--note`` says otherwise. torch runs on ``--threads`` threads (default 1); numba kernels are serial.
+``--note`` says otherwise. torch runs on ``--threads`` threads (default 1); numba kernels run on the
+calling thread (and one pool thread in the 2-thread step case).
 ``--merge`` adds a run to an existing JSON: ``runs`` holds every run's settings and machine,
 ``results[i]["run"]`` the run a result came from (a corpus and backend measured again replaces the
 older result).
@@ -438,6 +442,10 @@ def bench_corpus(name: str, paths: dict[str, Path], vocab: int, eos: int, pad: i
         info["widths"]["step_narrow_rows"] = int(((counts <= ENUMERATE_WIDTH) & (depth > 0)).sum())
         info["widths"]["step_start_rows"] = int((depth == 0).sum())
         adv = _valid_tokens(con, state, model_scores)
+        con2 = NgramConstraint(index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH,
+                               keep_top=KEEP_TOP, threads=2)
+        cases.append(Case("step_allowed_model_2threads", b, lambda c=con2, s=state, x=model_scores:
+                          c._allowed(s, x), ROWS))
         for kind, scores in (("random", random_scores), ("model", model_scores)):
             cases += [
                 Case(f"step_allowed_{kind}", b, lambda c=con, s=state, x=scores: c._allowed(s, x), ROWS),

@@ -60,6 +60,9 @@ class SealSearchConfig:
     model's best candidates (NgramConstraint's hybrid policy)."""
     keep_top: int = 0
     """Allowed tokens kept per wide row; 0 means 2 * num_beams (the beams of the full mask)."""
+    constraint_threads: int = 1
+    """CPU threads for the constraint's top-k over wide rows (NgramConstraint.threads): more when the
+    machine has idle cores while the model waits (a GPU server), 1 on a small shared CPU."""
     rescore_batch: int = 256
     """N-grams per teacher-forced rescoring pass."""
     scoring: SealScoring = field(default_factory=SealScoring)
@@ -105,7 +108,7 @@ class SealRetriever:
             self.views["title"] = [int(markers[0])]
         self.constraints = {
             view: NgramConstraint(index, self.eos_token_id, self.pad_token_id, self.config.enumerate_width, keep,
-                                  prefix=prefix)
+                                  prefix=prefix, threads=self.config.constraint_threads)
             for view, prefix in self.views.items()
         }
 

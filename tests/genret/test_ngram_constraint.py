@@ -184,6 +184,26 @@ def test_rows_with_known_followers_keep_the_best_allowed_tokens(min_count: int) 
             assert allowed(masked[i]) == set(ranked[:keep_top]) | {EOS}, (g, keep_top)
 
 
+def test_threads_split_the_top_k_and_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With threads > 1 the wide rows' top-k runs in chunks on a thread pool: the same mask as one thread."""
+    import genret.constraints.ngram as ngram_module
+
+    monkeypatch.setattr(ngram_module, "MIN_ROWS_PER_THREAD", 2)
+    docs = corpus(4, n_docs=80, vocab=25)
+    index = NgramIndex.from_token_lists(docs, backend="sa")
+    present = sorted({tuple(d[s : s + m]) for d in docs for m in (1, 2) for s in range(len(d) - m + 1)})
+    ngrams = [list(g) for g in present[:: max(1, len(present) // 90)]]
+    gen = torch.Generator().manual_seed(5)
+    scores = torch.randn(len(ngrams), MODEL_VOCAB, generator=gen)
+    masks = []
+    for threads in (1, 3):
+        constraint = NgramConstraint(index, EOS, PAD, enumerate_width=0, keep_top=5, threads=threads)
+        masks.append(constraint.mask(state_of(constraint, ngrams), scores))
+    assert torch.equal(masks[0], masks[1])
+    with pytest.raises(ValueError, match="threads"):
+        NgramConstraint(index, EOS, PAD, threads=0)
+
+
 def test_best_followers_are_the_bitmaps_best_scores_then_lowest_ids() -> None:
     """The one-pass kernel against a sort: ties broken by id, eos and ids past the scores skipped, -1 pads."""
     from genret.constraints.ngram import _best_followers
