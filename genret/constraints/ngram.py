@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -346,10 +347,15 @@ BLOCK = 32  # tokens per block in _top_tokens
 MIN_ROWS_PER_THREAD = 16  # fewer wide rows than this per thread: not worth a hand-off
 
 
-@functools.cache
 def _pool(workers: int) -> ThreadPoolExecutor:
-    """A process-wide pool of ``workers`` threads, shared by every constraint that asks for that many."""
-    return ThreadPoolExecutor(workers, thread_name_prefix="genret-ngram")
+    """A process-wide pool of ``workers`` threads, shared by every constraint that asks for that many
+    (per process id: a forked child gets its own, the parent's threads do not exist there)."""
+    return _pool_of(workers, os.getpid())
+
+
+@functools.cache
+def _pool_of(workers: int, pid: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix=f"genret-ngram-{pid}")
 SMALL_SORT = 256  # _keep_best sorts up to this many entries by insertion
 
 
