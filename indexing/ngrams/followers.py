@@ -67,8 +67,7 @@ class FollowerTable:
             lo, hi = _list_level(shard, lo, hi, depth, bitmap_min if depth < MAX_DEPTH else None, bits[-1])
         all_keys = np.concatenate(keys)
         order = np.argsort(all_keys, kind="stable")
-        all_bits = np.concatenate(bits) if bits else np.zeros((0, row_bytes), dtype=np.uint8)
-        return cls(all_keys[order], np.concatenate(his)[order], all_bits[order])
+        return cls(all_keys[order], np.concatenate(his)[order], np.concatenate(bits)[order])
 
     def rows(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Per range ``[lo, hi)`` of a ``depth``-token n-gram, its row of ``bits`` (-1: none)."""

@@ -33,7 +33,6 @@ import numpy as np
 from indexing.artifacts import ArtifactError, save_json, save_npy
 from indexing.ngrams.base import read_shard_files
 from indexing.ngrams.followers import BITMAP_MIN, FollowerTable
-from indexing.ngrams.followers import MAX_DEPTH as MAX_FOLLOWER_DEPTH
 from indexing.ngrams.suffix import MAX_SYMBOL, suffix_array
 
 SA_JSON = "sa.json"
@@ -118,9 +117,9 @@ class SuffixArrayShard:
         (its top levels stay in cache). Negative or unknown tokens never occur.
         """
         table = self.followers()
-        return _first_occurring_kernel(self.text, self.suffixes, _int64(lo), _int64(hi), _int64(depth),
-                                       _int64(candidates), _int64(need), self.max_token, table.keys,
-                                       table.his, table.bits)
+        lo, hi, depth = _int64(lo), _int64(hi), _int64(depth)
+        return _first_occurring_kernel(self.text, self.suffixes, lo, hi, depth, _int64(candidates), _int64(need),
+                                       self.max_token, table.rows(lo, hi, depth), table.bits)
 
     def followers(self) -> FollowerTable:
         """The followers of this shard's frequent n-grams of 1-2 tokens, as bitmaps
@@ -326,11 +325,10 @@ def _occurs_kernel(text, suffixes, lo, hi, depth, tokens, max_token):  # pragma:
 
 @numba.njit(cache=True, nogil=True)
 def _first_occurring_kernel(text, suffixes, lo, hi, depth, candidates, need, max_token,
-                            keys, his, bits):  # pragma: no cover - compiled
+                            bit_rows, bits):  # pragma: no cover - compiled
     """``first_occurring``: per row, lockstep groups of at most ``LANES`` candidates, each group as
     large as the hits still needed, until the row has ``need`` hits or no candidates left. A row
-    that is a frequent n-gram's whole range reads its follower bitmap instead (``followers``: rows
-    ``keys``, ``his``, ``bits``)."""
+    with a follower bitmap (``bit_rows[r] >= 0``, a row of ``bits``) reads it instead."""
     n = len(text)
     rows, k = candidates.shape
     out = np.zeros((rows, k), dtype=np.bool_)
@@ -344,17 +342,15 @@ def _first_occurring_kernel(text, suffixes, lo, hi, depth, candidates, need, max
         if a >= b:
             continue
         hits, j = 0, 0
-        if len(keys) and 1 <= depth[r] <= MAX_FOLLOWER_DEPTH:
-            key = a * (MAX_FOLLOWER_DEPTH + 1) + depth[r]
-            row = np.searchsorted(keys, key)
-            if row < len(keys) and keys[row] == key and his[row] == b:  # a frequent n-gram's whole range
-                while j < k and hits < need[r]:
-                    t = candidates[r, j]
-                    if 0 <= t <= max_token and (bits[row, t >> 3] >> (t & 7)) & 1:
-                        out[r, j] = True
-                        hits += 1
-                    j += 1
-                continue
+        row = bit_rows[r]
+        if row >= 0:
+            while j < k and hits < need[r]:
+                t = candidates[r, j]
+                if 0 <= t <= max_token and (bits[row, t >> 3] >> (t & 7)) & 1:
+                    out[r, j] = True
+                    hits += 1
+                j += 1
+            continue
         while j < k and hits < need[r]:
             m = 0
             group = min(LANES, need[r] - hits)
