@@ -103,6 +103,11 @@ class ModelConfig:
     """New (atomic/semantic) token rows = mean of the base rows + this x their std x N(0, 1)."""
     seed: int = 0
     """Seed of every random initialisation (the global RNG is left untouched)."""
+    freeze_encoder: bool = False
+    """Train only the decoder: the encoder (and what it shares with the decoder) is frozen and each distinct
+    source text is encoded once, in eval mode, into a memory-mapped cache (``genret.encoder_cache``)."""
+    encoder_cache_gb: float = 16.0
+    """Bound on the encoder cache's size (float16 states); a larger one is refused before encoding."""
 
 
 def _resolve(name: str | None) -> str | None:

@@ -6,11 +6,15 @@ document text, a list of ``n`` query strings, deterministic for ``seed``
 
 - :class:`SpanQueries` (the offline default): random runs of ``min_words``..``max_words``
   consecutive words of the document; no model, about a second for 100k documents.
+- :class:`KeywordQueries` (offline): keyword queries, a few of the document's highest-weighted TF-IDF
+  terms (weights over the texts it is given, i.e. the corpus) in the order they occur; no model.
 - :class:`Seq2SeqQueries`: any Hugging Face seq2seq query generator by name or path, e.g.
   ``castorini/doc2query-t5-base-msmarco`` (docT5query, as used by DSI-QG and NCI), sampling
   ``n`` queries per document with top-k sampling.
+- :class:`MixedQueries`: several generators sharing the ``n`` queries of each document.
 
-``make_generator("spans" | None | model_name)`` picks one from a string (recipes, the CLI).
+``make_generator("spans" | "keywords" | None | model_name)`` picks one from a string (recipes, the CLI);
+``"keywords+spans"`` mixes them (:class:`MixedQueries`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["PseudoQueryGenerator", "Seq2SeqQueries", "SpanQueries", "make_generator", "sample_spans"]
+__all__ = ["KeywordQueries", "MixedQueries", "PseudoQueryGenerator", "Seq2SeqQueries", "SpanQueries",
+           "make_generator", "sample_spans"]
 
 SPANS = "spans"
+KEYWORDS = "keywords"
 
 
 @runtime_checkable
@@ -78,6 +84,81 @@ class SpanQueries:
     def __call__(self, texts: list[str], n: int, seed: int) -> list[list[str]]:
         words = [text.split() for text in texts]
         return sample_spans(words, n, self.min_words, self.max_words, np.random.default_rng(seed))
+
+
+@dataclass
+class KeywordQueries:
+    """Keyword queries: ``min_terms``..``max_terms`` of a document's ``pool`` highest-weighted TF-IDF terms.
+
+    Weights are :func:`indexing.embeddings.tfidf_terms`' (sublinear tf, smoothed idf over the texts given, so
+    call it on the whole corpus); English stopwords (bm25s's list), words of fewer than 3 characters and pure
+    numbers are never keywords. Each query draws its terms without replacement with probability proportional to
+    their weight and writes them in the order of their first occurrence in the document, so a query reads like
+    the telegraphic keyword queries people type. Deterministic for ``seed``; a document without keywords gives
+    ``n`` empty strings (dropped, and counted, by the pair builder).
+    """
+
+    min_terms: int = 3
+    max_terms: int = 6
+    pool: int = 24
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_terms <= self.max_terms or self.pool < self.max_terms:
+            raise ValueError(f"KeywordQueries needs 1 <= min_terms <= max_terms <= pool; got {self.min_terms}, "
+                             f"{self.max_terms}, {self.pool}")
+
+    def __call__(self, texts: list[str], n: int, seed: int) -> list[list[str]]:
+        from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+        from indexing.embeddings import tfidf_terms, words_of
+
+        if n < 0:
+            raise ValueError(f"n must be >= 0; got {n}")
+        matrix, vocab = tfidf_terms(texts)
+        allowed = np.array([len(w) >= 3 and not w.isdigit() and w not in STOPWORDS_EN_PLUS for w in vocab], bool)
+        rng = np.random.default_rng(seed)
+        out: list[list[str]] = []
+        for i, text in enumerate(texts):
+            start, end = matrix.indptr[i], matrix.indptr[i + 1]
+            cols, weights = matrix.indices[start:end], matrix.data[start:end]
+            keep = allowed[cols] if len(cols) else np.zeros(0, bool)
+            cols, weights = cols[keep], weights[keep]
+            top = np.lexsort((cols, -weights))[: self.pool]  # heaviest first, ties by word order: deterministic
+            cols, weights = cols[top], weights[top]
+            if not len(cols):
+                out.append([""] * n)
+                continue
+            first: dict[str, int] = {}
+            for position, word in enumerate(words_of(text)):
+                first.setdefault(word, position)
+            where = np.array([first[vocab[c]] for c in cols])
+            sizes = np.minimum(rng.integers(self.min_terms, self.max_terms + 1, size=n), len(cols))
+            queries = []
+            for size in sizes.tolist():
+                picked = rng.choice(len(cols), size=size, replace=False, p=weights / weights.sum())
+                queries.append(" ".join(vocab[cols[j]] for j in picked[np.argsort(where[picked])]))
+            out.append(queries)
+        return out
+
+
+@dataclass
+class MixedQueries:
+    """Several generators share each document's ``n`` queries: generator ``j`` gives ``n // G`` of them, plus one
+    for the first ``n % G`` generators, seeded from ``(seed, j)``; a document's queries come generator by
+    generator."""
+
+    generators: list[PseudoQueryGenerator]
+
+    def __call__(self, texts: list[str], n: int, seed: int) -> list[list[str]]:
+        count = len(self.generators)
+        out: list[list[str]] = [[] for _ in texts]
+        for j, generator in enumerate(self.generators):
+            share = n // count + (j < n % count)
+            if share:
+                sub_seed = int(np.random.SeedSequence([seed, j]).generate_state(1)[0])
+                for i, queries in enumerate(generator(texts, share, sub_seed)):
+                    out[i].extend(queries)
+        return out
 
 
 @dataclass
@@ -148,12 +229,19 @@ class Seq2SeqQueries:
 
 
 def make_generator(spec: str | PseudoQueryGenerator | None = None, **kwargs: Any) -> PseudoQueryGenerator:
-    """A generator from a spec: ``None`` or ``"spans"`` -> :class:`SpanQueries`; any other string is a
+    """A generator from a spec: ``None`` or ``"spans"`` -> :class:`SpanQueries`, ``"keywords"`` ->
+    :class:`KeywordQueries`, ``"a+b"`` -> :class:`MixedQueries` of those; any other string is a
     model name or folder -> :class:`Seq2SeqQueries`; a generator is returned as it is. ``kwargs``
     go to the class's constructor.
     """
     if spec is None or spec == SPANS:
         return SpanQueries(**kwargs)
+    if spec == KEYWORDS:
+        return KeywordQueries(**kwargs)
+    if isinstance(spec, str) and "+" in spec:
+        if kwargs:
+            raise TypeError("keyword arguments are not accepted with a mixed spec ('a+b')")
+        return MixedQueries([make_generator(part.strip()) for part in spec.split("+")])
     if isinstance(spec, str):
         if not spec.strip():
             raise ValueError("empty pseudo-query generator spec; use 'spans' or a model name or folder")

@@ -48,8 +48,10 @@ class DocidConfig:
     """atomic | naive | semantic | title | url (``indexing.docids``)."""
     params: dict[str, Any] = field(default_factory=dict)
     """Scheme parameters, e.g. ``{k: 10, c: 100, encoder: minilm}``."""
-    tokenizer: str = "minilm"
-    """Tokenizer the identifiers are encoded for; must be the model's."""
+    tokenizer: str | None = "minilm"
+    """Tokenizer the identifiers are encoded for; must be the model's. ``none`` (or null): a standalone docid
+    vocabulary (pad, eos and the scheme's own tokens only), so the decoder's output layer has a row per docid
+    token instead of the tokenizer's ~30k; for the encoder-decoder models ("minilm", "bert")."""
 
 
 @dataclass
@@ -68,6 +70,15 @@ class PairsConfig:
     """Multiples per task, e.g. {indexing: 1, retrieval: 2}: the indexing:retrieval ratio."""
     max_source_length: int = 64
     """Source tokens kept in training (documents are cut to their first L tokens)."""
+    teacher: str | None = None
+    """Rank distillation (``genret.distillation``): "bm25" or "dense" labels each pseudo-query with its top
+    documents; None = off. Training only: search never uses the teacher."""
+    teacher_depth: int = 10
+    """Teacher documents per pseudo-query that targets are drawn from."""
+    teacher_samples: int = 4
+    """Teacher-labelled rows per pseudo-query (drawn from softmax(score / top score / temperature))."""
+    teacher_temperature: float = 0.1
+    """Sharpness of the teacher's distribution (lower: closer to its top document)."""
     seed: int = 0
 
 

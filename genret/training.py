@@ -408,7 +408,7 @@ def _mixed_precision(value: str) -> str | None:
 def _batch_size(batch: Any) -> int:
     if not isinstance(batch, Mapping):
         raise TypeError(f"collate_fn must return a dict of model inputs, got {type(batch).__name__}")
-    first = batch.get("input_ids", next(iter(batch.values())))
+    first = batch.get("input_ids", batch.get("labels", next(iter(batch.values()))))
     return len(first)
 
 

@@ -16,6 +16,7 @@ torch, transformers and sentence-transformers are imported only inside the encod
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import os
 import re
@@ -50,6 +51,10 @@ def encode_texts(texts: Sequence[str], encoder: Encoder = "auto", batch_size: in
     """Embeddings ``float32 (N, d)`` of ``texts`` with the encoder named as in ``encode_corpus``."""
     texts = list(texts)
     encoder = resolve_encoder(encoder)
+    key = _memo_key(encoder, texts, batch_size)
+    if key in _MEMO:  # a run embeds its corpus for semantic ids, the dense baseline and a teacher: once
+        _MEMO[key] = _MEMO.pop(key)
+        return _MEMO[key].copy()
     if callable(encoder):
         out = _encode_callable(encoder, texts, batch_size, progress)
     elif encoder == "tfidf":
@@ -66,7 +71,26 @@ def encode_texts(texts: Sequence[str], encoder: Encoder = "auto", batch_size: in
     out = np.asarray(out, dtype=np.float32)
     if out.ndim != 2 or len(out) != len(texts):
         raise ValueError(f"encoder {encoder!r} returned shape {out.shape} for {len(texts)} texts")
+    if key is not None:
+        _MEMO[key] = out.copy()
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.pop(next(iter(_MEMO)))
     return out
+
+
+_MEMO: dict[tuple[str, int, str], np.ndarray] = {}
+_MEMO_SIZE = 4
+
+
+def _memo_key(encoder: Encoder, texts: list[str], batch_size: int) -> tuple[str, int, str] | None:
+    """Model encoders' embeddings are kept for the last few (encoder, batch size, texts) of the process, since a
+    model's forward over a corpus takes minutes on a CPU; callables (which may change) and tfidf are not."""
+    if not isinstance(encoder, str) or encoder == "tfidf":
+        return None
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return encoder, batch_size, digest.hexdigest()
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -159,9 +183,19 @@ def _encode_transformers(tok: Any, model: Any, texts: list[str], batch_size: int
 def tfidf_matrix(texts: Sequence[str]):
     """Row-L2-normalised TF-IDF ``scipy.sparse.csr_matrix`` (lowercased ``\\w+`` words, sublinear tf,
     idf ``log((1 + N) / (1 + df)) + 1``); vocabulary in sorted order, so deterministic."""
+    return tfidf_terms(texts)[0]
+
+
+def words_of(text: str) -> list[str]:
+    """The lowercased ``\\w+`` words of ``text``: what the TF-IDF weighting counts."""
+    return _WORD.findall(text.lower())
+
+
+def tfidf_terms(texts: Sequence[str]):
+    """``(matrix, vocabulary)``: :func:`tfidf_matrix` and the word of each of its columns (sorted)."""
     import scipy.sparse as sp
 
-    docs = [_WORD.findall(t.lower()) for t in texts]
+    docs = [words_of(t) for t in texts]
     vocab = {w: j for j, w in enumerate(sorted({w for d in docs for w in d}))}
     rows, cols, vals = [], [], []
     for i, words in enumerate(docs):
@@ -172,13 +206,13 @@ def tfidf_matrix(texts: Sequence[str]):
         vals.append(1.0 + np.log(counts))
     n = len(docs)
     if not vocab:
-        return sp.csr_matrix((n, 0))
+        return sp.csr_matrix((n, 0)), []
     mat = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                         shape=(n, len(vocab)))
     df = np.bincount(mat.indices, minlength=len(vocab))
     mat = mat @ sp.diags(np.log((1.0 + n) / (1.0 + df)) + 1.0)
     norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
-    return sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ mat)
+    return sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ mat), list(vocab)
 
 
 def tfidf_embeddings(texts: Sequence[str], dim: int = TFIDF_DIM, seed: int = 0) -> np.ndarray:

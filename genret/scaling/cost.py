@@ -37,9 +37,10 @@ from typing import Any
 import numpy as np
 
 from genret.config import ConfigError, load_config, to_dict
+from genret.provenance import machine_info
 from genret.scaling.cost_build import DSI_SCHEMES, NGRAM_SCHEMES, measure_build, measure_disk, warm_up
 from genret.scaling.cost_decode import measure_decoding
-from genret.scaling.memory import machine_info, reset_peak
+from genret.scaling.memory import reset_peak
 from genret.scaling.report import write_report
 from genret.scaling.results import append_row, cell_key, done_cells
 

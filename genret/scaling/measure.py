@@ -125,7 +125,7 @@ def mean_example_tokens(collate: Callable[[Any], dict[str, Any]], pairs: Any, ch
     """Mean non-padding source + target tokens per training pair (turns a token budget into steps)."""
     total = 0
     for start in range(0, len(pairs), chunk):
-        batch = collate(pairs[start : start + chunk])
+        batch = collate([pairs[i] for i in range(start, min(start + chunk, len(pairs)))])
         total += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
     return total / max(len(pairs), 1)
 

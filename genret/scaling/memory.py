@@ -1,6 +1,6 @@
 """What a measurement reads of this process's memory and of a saved index: resident memory now, its peak
-(resettable on Linux, so a phase's peak can be read apart from what came before), bytes on disk; and
-which machine it ran on, how busy.
+(resettable on Linux, so a phase's peak can be read apart from what came before), bytes on disk. Which
+machine it ran on, and how busy, is :mod:`genret.provenance`'s.
 
 The one copy for the scaling sweeps and the benchmarks: standard library only (no torch, no numpy).
 """
@@ -8,7 +8,6 @@ The one copy for the scaling sweeps and the benchmarks: standard library only (n
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import sys
 from pathlib import Path
@@ -52,16 +51,3 @@ def reset_peak() -> bool:
 def folder_bytes(path: str | os.PathLike) -> int:
     """Total size of the files under ``path``."""
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-def machine_info() -> dict[str, object]:
-    """CPU, cores and load: numbers measured on a shared machine say so through the load average."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_1_5_15": load, "python": platform.python_version(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}

@@ -23,6 +23,7 @@ from typing import Any
 
 from genret.config import ConfigError, apply_overrides, from_dict, to_dict
 from genret.evaluation import Qrels, evaluate
+from genret.provenance import machine_info
 from genret.scaling.config import BASELINES, SweepConfig, SystemConfig, load_sweep, to_collection_dicts
 from genret.scaling.measure import (
     CountingCollator,
@@ -32,7 +33,7 @@ from genret.scaling.measure import (
     reset_peak_rss,
     timed_search,
 )
-from genret.scaling.memory import folder_bytes, machine_info, peak_rss
+from genret.scaling.memory import folder_bytes, peak_rss
 from genret.scaling.results import append_row, cell_key, done_cells
 from genret.scaling.subsets import NestedSubsets, SweepData, load_sweep_data
 
@@ -194,7 +195,7 @@ def system_recipe(system: SystemConfig) -> Any:
 
 def _generative_cell(config: SweepConfig, system: SystemConfig, corpus: Any, queries: dict[str, str],
                      qrels: Qrels, work: Path, progress: bool) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    from genret.data import Seq2SeqCollator
+    from genret.encoder_cache import training_inputs
     from genret.models import count_parameters
     from genret.pipeline import PREPARE
     from genret.training import train
@@ -203,11 +204,16 @@ def _generative_cell(config: SweepConfig, system: SystemConfig, corpus: Any, que
     t0 = time.perf_counter()
     prepared = PREPARE[recipe.system](recipe, corpus, queries or None, qrels or None, False)
     build_s = time.perf_counter() - t0
-    collate = CountingCollator(Seq2SeqCollator(prepared.hf_tokenizer, recipe.pairs.max_source_length))
+    dataset, base_collate = training_inputs(prepared.model, prepared.hf_tokenizer, prepared.pairs,
+                                            freeze=recipe.model.freeze_encoder,
+                                            max_source_length=recipe.pairs.max_source_length,
+                                            cache_dir=work / "encoder_cache", max_gb=recipe.model.encoder_cache_gb,
+                                            progress=progress)
+    collate = CountingCollator(base_collate)
     budget, settings = config.budget, recipe.train
     per_step = settings.batch_size * settings.grad_accum
     if budget.train_tokens is not None:
-        per_example = mean_example_tokens(collate.collate, prepared.pairs)
+        per_example = mean_example_tokens(collate.collate, dataset)
         schedule = {"max_steps": max(1, math.ceil(budget.train_tokens / (per_example * per_step)))}
     elif budget.max_steps is not None:
         schedule = {"max_steps": budget.max_steps}
@@ -215,7 +221,7 @@ def _generative_cell(config: SweepConfig, system: SystemConfig, corpus: Any, que
         schedule = {"max_steps": None, "epochs": float(budget.epochs)}
     train_config = dataclasses.replace(settings, output_dir=str(work / "train"), **schedule)
     t0 = time.perf_counter()
-    result = train(prepared.model, prepared.pairs, collate, train_config, progress=progress)
+    result = train(prepared.model, dataset, collate, train_config, progress=progress)
     train_s = time.perf_counter() - t0
     model = result.model
     params = count_parameters(model)["total"]

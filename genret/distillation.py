@@ -1,0 +1,96 @@
+"""Rank distillation at training time: pseudo-queries labelled with a teacher's top documents.
+
+>>> pairs = distill_pairs(pairs, corpus, docids, teacher="dense", depth=10, samples=4)   # doctest: +SKIP
+
+A pseudo-query trained only towards the document it was cut from teaches the model to name that one document; a
+teacher's ranking teaches it which other documents answer the same words. For every distinct source of the
+``tasks`` rows (pseudo-queries by default), the teacher (``"bm25"``, or ``"dense"``: all-MiniLM-L6-v2 cosine)
+ranks the corpus; its top ``depth`` documents get the probabilities ``softmax(score / max score / temperature)``
+and ``samples`` targets are drawn from them (with replacement, seeded), each one more row ``source -> that
+document's docid`` with task ``"distill"``. The cross-entropy over those rows pulls the model's distribution over
+identifiers towards the teacher's, its original row (source -> own document) staying as it was.
+
+Only training uses a teacher: at query time a genret retriever reads its model and its trie, nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import datasets
+import numpy as np
+
+from indexing.docids.base import Docids
+
+TEACHERS = ("bm25", "dense")
+TASK = "distill"
+
+
+def teacher_run(teacher: str, corpus: Any, queries: dict[str, str], depth: int) -> dict[str, dict[str, float]]:
+    """The teacher's top ``depth`` documents for each query (``{qid: {doc_id: score}}``)."""
+    if teacher == "bm25":
+        from genret.retrievers.bm25 import BM25Retriever
+
+        return BM25Retriever.index(corpus, show_progress=False).search(queries, k=depth)
+    if teacher == "dense":
+        from genret.retrievers.dense import DenseRetriever
+
+        return DenseRetriever.index(corpus).search(queries, k=depth, progress=True)
+    raise ValueError(f"unknown teacher {teacher!r}; valid: {', '.join(TEACHERS)}")
+
+
+def teacher_probabilities(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(scores / max(scores) / temperature)``: scale-free, so one temperature serves BM25 and cosine."""
+    scores = np.asarray(scores, dtype=np.float64)
+    top = scores.max()
+    scaled = scores / (top if top > 0 else 1.0) / temperature
+    weights = np.exp(scaled - scaled.max())
+    return weights / weights.sum()
+
+
+def distill_pairs(pairs: datasets.Dataset, corpus: Any, docids: Docids, *, teacher: str = "dense", depth: int = 10,
+                  samples: int = 4, temperature: float = 0.1, tasks: Sequence[str] = ("pseudo_query",),
+                  seed: int = 0) -> datasets.Dataset:
+    """``pairs`` plus ``samples`` teacher-labelled rows per distinct source of the ``tasks`` rows (see the module
+    docstring), shuffled with ``seed``."""
+    if depth < 1 or samples < 1 or temperature <= 0:
+        raise ValueError(f"depth and samples must be >= 1 and temperature > 0; got {depth}, {samples}, "
+                         f"{temperature}")
+    chosen = set(tasks)
+    sources = list(dict.fromkeys(s for s, t in zip(pairs["source"], pairs["task"], strict=True) if t in chosen))
+    if not sources:
+        return pairs
+    run = teacher_run(teacher, corpus, {str(i): s for i, s in enumerate(sources)}, depth)
+    row_of = {d: i for i, d in enumerate(docids.doc_ids)}
+    rng = np.random.default_rng(seed)
+    new_sources: list[str] = []
+    new_docs: list[int] = []
+    for i, source in enumerate(sources):
+        ranked = run.get(str(i), {})
+        if not ranked:
+            continue
+        docs = [row_of[d] for d in ranked]
+        p = teacher_probabilities(np.fromiter(ranked.values(), dtype=np.float64, count=len(ranked)), temperature)
+        for j in rng.choice(len(docs), size=samples, replace=True, p=p).tolist():
+            new_sources.append(source)
+            new_docs.append(docs[j])
+    targets = [docids.tokens(d).tolist() + [docids.eos_token_id] for d in new_docs]
+    with _quiet_datasets():
+        extra = datasets.Dataset.from_dict({
+            "source": new_sources, "target": [docids.identifiers[d] for d in new_docs], "target_ids": targets,
+            "task": [TASK] * len(new_docs), "doc": new_docs}, features=pairs.features)
+        return datasets.concatenate_datasets([pairs, extra]).shuffle(seed=seed).flatten_indices()
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """No ``datasets`` progress bars for in-memory bookkeeping that takes well under a second."""
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
