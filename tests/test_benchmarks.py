@@ -58,3 +58,15 @@ def test_ngram_index_benchmark_runs_both_backends_and_their_steps_agree(bench, t
         assert result["build"]["n_tokens"] == 30000
         assert "step_allowed_model" in result["latency"]
     assert (tmp_path / "out.json").is_file()
+
+
+def test_seal_scoring_benchmark_finds_the_reference_rankings(bench, tmp_path) -> None:
+    """The numba scoring and its pure-Python reference give the same rankings on the no-model check's
+    n-grams (the script raises if not); both are timed and the ratio reported."""
+    fixture = Path(__file__).resolve().parent / "fixtures" / "tiny_beir"
+    report = bench("seal_scoring").main(["--data", str(fixture), "--queries", "5", "--reps", "1",
+                                         "--json", str(tmp_path / "out.json")])
+    assert report["checks"]["identical_rankings"] and report["checks"]["queries"] == 5
+    assert set(report["results"]) == {"reference", "new", "new_first_stage_only"}
+    assert report["ratio_reference_over_new"] > 0 and 0 <= report["ndcg10"]["new"] <= 1
+    assert (tmp_path / "out.json").is_file()
