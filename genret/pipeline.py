@@ -108,8 +108,10 @@ def prepare_dsi(recipe: Recipe, corpus: Any, queries: dict[str, str] | None, qre
     """Docids and their trie, DSI pairs (indexing, retrieval, pseudo-queries), a model sized to the docids."""
     name = recipe.docids.tokenizer
     tokenizer = None if name is None or name.lower() == "none" else load_tokenizer(name)
-    index = build_index(corpus, make_scheme(recipe.docids.scheme, **recipe.docids.params), tokenizer,
-                        source=recipe.data.path)
+    scheme = make_scheme(recipe.docids.scheme, **recipe.docids.params)
+    if hasattr(scheme, "progress") and "progress" not in recipe.docids.params:
+        scheme.progress = progress  # embedding a corpus for semantic ids takes minutes on a CPU: show it
+    index = build_index(corpus, scheme, tokenizer, source=recipe.data.path)
     pairs = build_training_pairs(
         corpus, index.docids, queries=queries, qrels=qrels,
         pseudo_queries=recipe.pairs.pseudo_queries, queries_per_doc=recipe.pairs.queries_per_doc,
