@@ -25,7 +25,8 @@ after the other, float16 by default, memory-mapped when read), ``offsets.npy`` (
 is rebuilt. The size is known before anything is encoded (tokens x hidden x bytes) and must stay within
 ``max_bytes``; the error says how large it would be and which knobs shrink it.
 
-Under ``accelerate launch`` the main process builds the cache and the others wait for it and read the same files.
+Under ``accelerate launch`` the process of rank 0 builds the cache and the others wait for it and read the same
+files.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -146,26 +148,39 @@ class EncoderStateCache:
     @classmethod
     def build(cls, model: Any, tokenizer: Any, texts: Sequence[str], folder: str | Path, *, max_length: int = 64,
               dtype: str = "float16", max_bytes: int = 16 << 30, batch_size: int = 64, device: str | None = None,
-              progress: bool = True) -> EncoderStateCache:
+              progress: bool = True, wait_s: float = 6 * 3600) -> EncoderStateCache:
         """The cache of the distinct ``texts`` (first-seen order), reused from ``folder`` when its key matches,
-        else encoded and written there (main process only under accelerate; the others wait and read it)."""
-        from accelerate import PartialState
-
+        else encoded and written there. Under ``accelerate launch`` only the process of rank 0 writes it; the others
+        wait (at most ``wait_s``) until it is in place and read it."""
         if dtype not in _STORE:
             raise EncoderCacheError(f"encoder cache dtype must be one of {', '.join(_STORE)}; got {dtype!r}")
         distinct = list(dict.fromkeys(texts))
         key = cache_key(model, tokenizer, distinct, max_length, dtype)
         path = Path(folder)
-        state = PartialState()
-        if state.is_main_process:
-            try:
-                cache = cls.load(path, key)
-                logger.info("reusing the encoder cache %s (%d texts)", path, len(cache))
-            except ArtifactError:
-                _write(model, tokenizer, distinct, path, key, max_length, dtype, max_bytes, batch_size, device,
-                       progress)
-        state.wait_for_everyone()
+        if int(os.environ.get("RANK", "0")) != 0:  # another process of `accelerate launch` writes it
+            return _wait_for(cls, path, key, wait_s)
+        try:
+            cache = cls.load(path, key)
+            logger.info("reusing the encoder cache %s (%d texts)", path, len(cache))
+            return cache
+        except ArtifactError:
+            _write(model, tokenizer, distinct, path, key, max_length, dtype, max_bytes, batch_size, device,
+                   progress)
         return cls.load(path, key)
+
+
+def _wait_for(cls: type[EncoderStateCache], path: Path, key: str, wait_s: float) -> EncoderStateCache:
+    """The cache the main process is writing, once it is in place (it is renamed there whole). Polling the folder
+    needs no process group, so this works before and outside accelerate's own state."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return cls.load(path, key)
+        except ArtifactError:
+            if time.monotonic() > deadline:
+                raise EncoderCacheError(f"waited {wait_s:.0f} s for the main process to write the encoder cache "
+                                        f"{path}; did it fail?") from None
+            time.sleep(1.0)
 
 
 def _write(model: Any, tokenizer: Any, texts: list[str], path: Path, key: str, max_length: int, dtype: str,

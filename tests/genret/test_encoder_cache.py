@@ -170,3 +170,38 @@ def test_docid_model_trains_frozen(tmp_path: Path) -> None:
     model, tok = build_model(tiny_model_config("minilm-decoder"), docids)
     freeze_encoder(model)
     assert model.get_output_embeddings().weight.requires_grad
+
+
+def test_two_cpu_processes_under_accelerate_launch(tmp_path: Path) -> None:
+    """DDP over gloo: one cache (built by the main process, read by both), identical replicas, encoder frozen."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = Path(__file__).with_name("_ddp_frozen.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "HF_HOME": str(tmp_path / "hf")}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(port), str(script), str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank-{i}.json").read_text()) for i in range(2)]
+    assert [r["num_processes"] for r in ranks] == [2, 2]
+    assert ranks[0]["sha256"] == ranks[1]["sha256"] and ranks[0]["cache_key"] == ranks[1]["cache_key"]
+    assert all(r["encoder_unchanged"] for r in ranks)
+    assert EncoderStateCache.load(tmp_path / "cache").key == ranks[0]["cache_key"]
+
+
+def test_a_non_main_process_waits_for_the_cache_and_says_so_when_it_never_comes(tmp_path: Path, monkeypatch) -> None:
+    model, tok = tiny("t5")
+    built = EncoderStateCache.build(model, tok, TEXTS, tmp_path / "c", max_length=8, progress=False)
+    monkeypatch.setenv("RANK", "1")
+    assert EncoderStateCache.build(model, tok, TEXTS, tmp_path / "c", max_length=8, progress=False).key == built.key
+    with pytest.raises(EncoderCacheError, match="waited .* for the main process"):
+        EncoderStateCache.build(model, tok, TEXTS, tmp_path / "never", max_length=8, progress=False, wait_s=0.5)
+    assert not (tmp_path / "never").exists()
