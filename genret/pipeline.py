@@ -29,7 +29,7 @@ from genret.recipe import Recipe
 from genret.retrievers.dsi import DsiRetriever
 from genret.retrievers.seal import SealRetriever
 from genret.seal_pairs import build_seal_pairs
-from genret.training import train
+from genret.training import refuse_mixed_runs, train
 from indexing.corpus import load_beir, load_qrels, load_queries
 from indexing.docids import make_scheme
 from indexing.index import build_index
@@ -156,10 +156,12 @@ def run_recipe(
     ``evaluate_after=False`` stops after saving the trained retriever (``genret train``).
     """
     out = Path(recipe.output_dir)
+    refuse_mixed_runs(out / "train", resume)  # before minutes of indexing, not after
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    commit = git_commit()  # the code this process loaded, read before anything can change the checkout
 
     data = load_beir(recipe.data.path, split=recipe.data.eval_split)
     train_queries, train_qrels = None, None
@@ -237,7 +239,7 @@ def run_recipe(
         "recipe": recipe.name,
         "system": recipe.system,
         "data": recipe.data.path,
-        "commit": git_commit(),
+        "commit": commit,
         "machine": {**machine_info(), "torch_threads": torch.get_num_threads(),
                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
         "documents": prepared.documents,

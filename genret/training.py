@@ -207,10 +207,8 @@ def train(
     # what fixes the data order: must match on resume
     order = dict(num_processes=accelerator.num_processes, batch_size=config.batch_size, grad_accum=config.grad_accum,
                  seed=config.seed)  # fmt: skip
+    refuse_mixed_runs(out, resume)
     checkpoint, state = _latest_checkpoint(out), None
-    if checkpoint is not None and not resume:
-        raise FileExistsError(f"{out} holds checkpoints of an earlier run ({checkpoint.name}): pass resume=True to "
-                              "continue it, or choose another output_dir")  # fmt: skip
     if checkpoint is not None:
         state = json.loads((checkpoint / STATE_FILE).read_text())
         changed = {k: (state["order"].get(k), v) for k, v in order.items() if state["order"].get(k) != v}
@@ -368,6 +366,15 @@ def _checkpoints(out: Path) -> list[Path]:
     root = out / "checkpoints"
     found = [p for p in root.glob("step-*") if p.name[5:].isdigit() and (p / STATE_FILE).is_file()]
     return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def refuse_mixed_runs(output_dir: str | os.PathLike, resume: bool) -> None:
+    """``FileExistsError`` when a fresh run (``resume=False``) would write into a folder holding an earlier run's
+    checkpoints; callers check this before any work, :func:`train` checks it again."""
+    checkpoint = _latest_checkpoint(Path(output_dir))
+    if checkpoint is not None and not resume:
+        raise FileExistsError(f"{output_dir} holds checkpoints of an earlier run ({checkpoint.name}): pass "
+                              "resume=True (CLI: --resume) to continue it, or choose another output_dir")
 
 
 def _latest_checkpoint(out: Path) -> Path | None:

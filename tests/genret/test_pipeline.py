@@ -146,6 +146,19 @@ def test_train_only_saves_the_retriever(tmp_path) -> None:
     assert len(DsiRetriever.from_pretrained(out / "retriever").index) == 200
 
 
+def test_a_fresh_run_into_a_finished_folder_is_refused_before_any_work(finished) -> None:
+    import time
+
+    recipe, _ = finished
+    out = Path(recipe.output_dir)
+    stamp = (out / "results.json").stat().st_mtime_ns
+    start = time.perf_counter()
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_recipe(recipe, progress=False)
+    assert time.perf_counter() - start < 5  # no index, pairs or model were built first
+    assert (out / "results.json").stat().st_mtime_ns == stamp
+
+
 def test_resume_after_a_finished_run_continues_without_error(finished) -> None:
     """Last: it rewrites the finished run's folder. Nothing is left to train; the checkpoint's model is evaluated
     again, so the metrics are the same."""
