@@ -14,27 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from genret.retrievers.seal_scoring import SealScoring
+from genret.retrievers.seal_scoring import SealScoring, ngram_weights, repetition
 from indexing.ngrams import NgramIndex
-
-
-def ngram_weights(logprobs: np.ndarray, counts: np.ndarray, n_tokens: int, alpha: float,
-                  smoothing: float) -> np.ndarray:
-    """``w(n)`` for each n-gram (see the module docstring); 0 for n-grams that do not occur."""
-    s_r = np.minimum(np.asarray(logprobs, dtype=np.float64), -1e-10)  # log(1 - e^0) would be -inf
-    counts = np.asarray(counts, dtype=np.float64)
-    s_nr = np.log((counts + smoothing) / (n_tokens + smoothing))
-    s_nr = np.minimum(s_nr, -1e-10)
-    odds = (s_r + np.log(-np.expm1(s_nr))) - (s_nr + np.log(-np.expm1(s_r)))
-    return np.where(counts > 0, np.maximum(odds, 0.0) ** alpha, 0.0)
-
-
-def repetition(ngram: Sequence[int], weight: float, seen: set[int], beta: float) -> float:
-    """``weight`` discounted by the share of the n-gram's distinct tokens already in ``seen``."""
-    distinct = set(ngram)
-    if not seen or not distinct:
-        return weight
-    return weight * (1.0 - beta + beta * len(distinct - seen) / len(distinct))
 
 
 def first_stage(ngrams: list[tuple[int, ...]], weights: np.ndarray, counts: np.ndarray, index: NgramIndex,

@@ -49,6 +49,18 @@ def _add_evidence(total, weight, local, a, b, seen, stamp, any_seen, beta):  # p
     return total
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _claim(marks, start, length, stamp):  # pragma: no cover - compiled
+    """Mark positions ``start .. start + length`` with ``stamp`` unless one already carries it (taken by a
+    better n-gram of the same document); True when they were free and are now claimed."""
+    for p in range(start, start + length):
+        if marks[p] == stamp:
+            return False
+    for p in range(start, start + length):
+        marks[p] = stamp
+    return True
+
+
 @numba.njit(cache=True, nogil=True)
 def first_stage_kernel(order, weights, offsets, local, n_local, occ_offsets, occ_docs, occ_starts,
                        beta):  # pragma: no cover - compiled
@@ -85,15 +97,8 @@ def first_stage_kernel(order, weights, offsets, local, n_local, occ_offsets, occ
             r = rows[o]
             start = occ_starts[o]
             length = offsets[order[r] + 1] - offsets[order[r]]
-            free = True
-            for p in range(start, start + length):
-                if taken[p] == n_out:
-                    free = False
-                    break
-            if not free:
+            if not _claim(taken, start, length, n_out):
                 continue
-            for p in range(start, start + length):
-                taken[p] = n_out
             if n_found == 0 or found[n_found - 1] != r:
                 found[n_found] = r
                 n_found += 1
@@ -166,15 +171,8 @@ def intersective_kernel(text, shift, begins, ends, order, weights, offsets, toke
             r, s = divmod(keys[k], size + 1)
             i = order[r]
             length = offsets[i + 1] - offsets[i]
-            free_here = True
-            for p in range(s, s + length):
-                if free[p] == d:
-                    free_here = False
-                    break
-            if not free_here:
+            if not _claim(free, s, length, d):
                 continue
-            for p in range(s, s + length):
-                free[p] = d
             if r == last:  # a further match of a counted n-gram only takes its positions
                 continue
             last = r
