@@ -26,7 +26,7 @@ is rebuilt. The size is known before anything is encoded (tokens x hidden x byte
 ``max_bytes``; the error says how large it would be and which knobs shrink it.
 
 Under ``accelerate launch`` the process of rank 0 builds the cache and the others wait for it and read the same
-files.
+files, so several nodes need ``output_dir`` on a filesystem they share.
 """
 
 from __future__ import annotations
