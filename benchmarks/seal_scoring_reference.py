@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from genret.retrievers.seal_scoring import SealScoring, ngram_weights, repetition
+from genret.retrievers.seal_scoring import SealScoring, repetition, weighted_ngrams
 from indexing.ngrams import NgramIndex
 
 
@@ -78,17 +78,9 @@ def intersective(doc_tokens: np.ndarray, ngrams: list[tuple[int, ...]], weights:
 def score_documents(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex,
                     config: SealScoring) -> list[tuple[int, float]]:
     """Documents (global numbers) with their SEAL scores, best first, for one query's n-grams."""
-    unique: dict[tuple[int, ...], float] = {}
-    for g, lp in zip(ngrams, np.asarray(logprobs, dtype=np.float64).tolist(), strict=True):
-        g = tuple(int(t) for t in g)
-        if g and (g not in unique or lp > unique[g]):
-            unique[g] = lp
-    if not unique:
+    keys, counts, weights = weighted_ngrams(ngrams, logprobs, index, config)
+    if not keys:
         return []
-    keys = list(unique)
-    counts = index.count(index.find(keys))
-    weights = ngram_weights(np.array([unique[g] for g in keys]), counts, index.n_tokens, config.alpha,
-                            config.smoothing)
     scores = first_stage(keys, weights, counts, index, config)
     ranked = sorted(scores.items(), key=lambda x: (-x[1], x[0]))
     if not config.rescore or not ranked:

@@ -176,20 +176,30 @@ def _ranked(docs: np.ndarray, scores: np.ndarray) -> list[tuple[int, float]]:
     return list(zip(docs[order].tolist(), scores[order].tolist(), strict=True))
 
 
-def score_documents(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex,
-                    config: SealScoring) -> list[tuple[int, float]]:
-    """Documents (global numbers) with their SEAL scores, best first, for one query's n-grams."""
+def weighted_ngrams(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex,
+                    config: SealScoring) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]:
+    """``(distinct non-empty n-grams in first-seen order, their corpus counts, their weights)``; an n-gram
+    generated more than once keeps its best log-probability."""
     unique: dict[tuple[int, ...], float] = {}
     for g, lp in zip(ngrams, np.asarray(logprobs, dtype=np.float64).tolist(), strict=True):
         g = tuple(int(t) for t in g)
         if g and (g not in unique or lp > unique[g]):
             unique[g] = lp
-    if not unique:
-        return []
     keys = list(unique)
+    if not keys:
+        return keys, np.zeros(0, dtype=np.int64), np.zeros(0)
     counts = index.count(index.find(keys))
     weights = ngram_weights(np.array([unique[g] for g in keys]), counts, index.n_tokens, config.alpha,
                             config.smoothing)
+    return keys, counts, weights
+
+
+def score_documents(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex,
+                    config: SealScoring) -> list[tuple[int, float]]:
+    """Documents (global numbers) with their SEAL scores, best first, for one query's n-grams."""
+    keys, counts, weights = weighted_ngrams(ngrams, logprobs, index, config)
+    if not keys:
+        return []
     flat = _flat(keys)
     docs, scores = _first_stage(flat, weights, counts, index, config, keys)
     if not config.rescore or not len(docs):
