@@ -308,8 +308,14 @@ class Seq2SeqCollator:
             sources, targets = [r["source"] for r in rows], [r["target_ids"] for r in rows]
         enc = self.tokenizer(sources, truncation=True, max_length=self.max_source_length, padding="longest",
                              return_tensors="pt")
-        width = max((len(t) for t in targets), default=0)
-        labels = torch.full((len(targets), width), self.label_pad_id, dtype=torch.long)
-        for i, t in enumerate(targets):
-            labels[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                "labels": pad_labels(targets, self.label_pad_id)}
+
+
+def pad_labels(targets: Sequence[Sequence[int]], pad_id: int = -100) -> torch.Tensor:
+    """Target token ids as one long tensor, each row padded with ``pad_id`` (ignored by the loss) to the longest."""
+    width = max((len(t) for t in targets), default=0)
+    labels = torch.full((len(targets), width), pad_id, dtype=torch.long)
+    for i, t in enumerate(targets):
+        labels[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
+    return labels

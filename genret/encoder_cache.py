@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genret.data import pad_labels
 from indexing.artifacts import ArtifactError, load_json, load_npy, read_manifest, save_json, write_artifact
 
 logger = logging.getLogger(__name__)
@@ -134,11 +135,11 @@ class EncoderStateCache:
         return self.states[self.offsets[row] : self.offsets[row + 1]]
 
     @classmethod
-    def load(cls, folder: str | Path, key: str | None = None) -> EncoderStateCache:
-        """Read a cache folder (checksums verified; states memory-mapped); ``key``: refuse one built for other
-        inputs (``ArtifactError``)."""
+    def load(cls, folder: str | Path, key: str | None = None, verify: bool = True) -> EncoderStateCache:
+        """Read a cache folder (checksums verified unless ``verify=False``; states memory-mapped); ``key``: refuse
+        one built for other inputs (``ArtifactError``)."""
         path = Path(folder)
-        manifest = read_manifest(path, kind=KIND)
+        manifest = read_manifest(path, kind=KIND, verify=verify)
         if key is not None and manifest["config"].get("key") != key:
             raise ArtifactError(f"{path}: an encoder cache of other inputs (encoder weights, tokenizer, texts or "
                                 f"max_length differ); delete it to rebuild")
@@ -166,7 +167,7 @@ class EncoderStateCache:
         except ArtifactError:
             _write(model, tokenizer, distinct, path, key, max_length, dtype, max_bytes, batch_size, device,
                    progress)
-        return cls.load(path, key)
+        return cls.load(path, key, verify=False)  # just written and checksummed: hashing it again buys nothing
 
 
 def _wait_for(cls: type[EncoderStateCache], path: Path, key: str, wait_s: float) -> EncoderStateCache:
@@ -266,10 +267,7 @@ class CachedStatesCollator:
         for i, s in enumerate(spans):
             states[i, : len(s)] = s
             mask[i, : len(s)] = 1
-        targets = [r["target_ids"] for r in rows]
-        labels = torch.full((len(rows), max(len(t) for t in targets)), self.label_pad_id, dtype=torch.long)
-        for i, t in enumerate(targets):
-            labels[i, : len(t)] = torch.as_tensor(t, dtype=torch.long)
+        labels = pad_labels([r["target_ids"] for r in rows], self.label_pad_id)
         return {"attention_mask": mask, "labels": labels, "encoder_outputs": (torch.from_numpy(states),)}
 
 
