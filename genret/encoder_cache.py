@@ -39,7 +39,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -242,6 +242,8 @@ class CachedPairs(torch.utils.data.Dataset):
     def __init__(self, pairs: Any, cache: EncoderStateCache) -> None:
         self.rows = cache.rows(list(pairs["source"]))
         self.targets = [list(t) for t in pairs["target_ids"]]
+        self.lengths = np.diff(cache.offsets)[self.rows]
+        """Each row's source length in tokens (what the collator pads to)."""
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -271,17 +273,29 @@ class CachedStatesCollator:
         return {"attention_mask": mask, "labels": labels, "encoder_outputs": (torch.from_numpy(states),)}
 
 
+class TrainingInputs(NamedTuple):
+    """What :func:`genret.training.train` takes: ``train(model, dataset, collate_fn, config, lengths=lengths)``."""
+
+    dataset: Any
+    collate_fn: Any
+    lengths: np.ndarray
+    """Each row's source length in tokens, for batches of similar length."""
+
+
 def training_inputs(model: Any, hf_tokenizer: Any, pairs: Any, *, freeze: bool, max_source_length: int,
-                    cache_dir: str | Path, max_gb: float = 16.0, progress: bool = True) -> tuple[Any, Any]:
-    """``(dataset, collate_fn)`` for :func:`genret.training.train`: the pairs and a tokenizing collator, or with
-    ``freeze`` the encoder frozen and the pairs read from its state cache in ``cache_dir``."""
+                    cache_dir: str | Path, max_gb: float = 16.0, progress: bool = True) -> TrainingInputs:
+    """The pairs and a tokenizing collator, or with ``freeze`` the encoder frozen and the pairs read from its
+    state cache in ``cache_dir``; with each row's source length."""
     from genret.data import Seq2SeqCollator
 
     if not freeze:
-        return pairs, Seq2SeqCollator(hf_tokenizer, max_source_length)
+        enc = hf_tokenizer(list(pairs["source"]), truncation=True, max_length=max_source_length, padding=False)
+        lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(pairs))
+        return TrainingInputs(pairs, Seq2SeqCollator(hf_tokenizer, max_source_length), lengths)
     frozen = freeze_encoder(model)
     cache = EncoderStateCache.build(model, hf_tokenizer, pairs["source"], cache_dir, max_length=max_source_length,
                                     max_bytes=int(max_gb * 2**30), progress=progress)
     logger.info("frozen encoder: %d parameters frozen, %d trained; cache of %d texts, %.2f GiB", frozen,
                 trainable_parameters(model), len(cache), cache.nbytes / 2**30)
-    return CachedPairs(pairs, cache), CachedStatesCollator(cache)
+    dataset = CachedPairs(pairs, cache)
+    return TrainingInputs(dataset, CachedStatesCollator(cache), dataset.lengths)

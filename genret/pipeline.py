@@ -196,16 +196,16 @@ def run_recipe(
         return metrics
 
     t0 = time.perf_counter()
-    dataset, collate = training_inputs(model, hf_tokenizer, pairs, freeze=recipe.model.freeze_encoder,
-                                       max_source_length=recipe.pairs.max_source_length,
-                                       cache_dir=out / "encoder_cache", max_gb=recipe.model.encoder_cache_gb,
-                                       progress=progress)
+    dataset, collate, lengths = training_inputs(model, hf_tokenizer, pairs, freeze=recipe.model.freeze_encoder,
+                                                max_source_length=recipe.pairs.max_source_length,
+                                                cache_dir=out / "encoder_cache",
+                                                max_gb=recipe.model.encoder_cache_gb, progress=progress)
     timings["encoder_cache_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     train_config = recipe.train
     train_config.output_dir = str(out / "train")
-    result = train(model, dataset, collate, train_config,
-                   evaluate=probe if recipe.eval.during_training else None, resume=resume, progress=progress)
+    result = train(model, dataset, collate, train_config, evaluate=probe if recipe.eval.during_training else None,
+                   resume=resume, progress=progress, lengths=lengths)
     timings["train_s"] = time.perf_counter() - t0
     final_loss, log = result.loss, Path(train_config.output_dir) / "metrics.jsonl"
     if math.isnan(final_loss) and log.is_file():  # resumed a finished run: no step ran now; nan is not JSON

@@ -14,7 +14,10 @@ clipping, a tqdm bar on the main process, one JSON line per ``log_every`` steps 
 end, a checkpoint every ``checkpoint_every`` steps and at the end.
 
 Data order depends only on ``seed`` and the epoch (:class:`EpochShuffle`), so every process draws the same
-permutation and accelerate's prepared DataLoader gives each its own disjoint share of every batch.
+permutation and accelerate's prepared DataLoader gives each its own disjoint share of every batch. Given each
+row's source length (``train(..., lengths=...)``) and ``group_by_length``, batches hold rows of similar length
+(:class:`LengthGroupedShuffle`): a batch is padded to its longest row, so mixing 64-token documents with 8-token
+queries makes every batch cost as much as a batch of documents.
 
 Checkpoints: ``output_dir/checkpoints/step-N`` holds what ``accelerator.save_state(safe_serialization=True)``
 writes plus ``trainer_state.json`` (step, epoch, samples seen, elapsed seconds, the settings that fix the data
@@ -50,7 +53,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -110,6 +113,9 @@ class TrainConfig:
     """accelerate trackers ("tensorboard", "wandb", ...); empty = metrics.jsonl only."""
     num_workers: int = 0
     """DataLoader worker processes."""
+    group_by_length: bool = True
+    """When ``train`` is given the rows' source lengths: batches of rows of similar length, in random order
+    (:class:`LengthGroupedShuffle`); padding is what a step pays for. The recipe pipeline always gives them."""
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -159,6 +165,36 @@ class EpochShuffle(Sampler[int]):
         return self.n
 
 
+class LengthGroupedShuffle(EpochShuffle):
+    """:class:`EpochShuffle`, then within each window of ``group`` batches the rows sorted by length (longest
+    first) and cut into batches, and the full batches shuffled. Depends only on ``(seed, epoch)``.
+
+    Every batch but possibly the last is full and starts at a multiple of ``batch_size``, so the DataLoader's
+    batches are exactly these groups; the one short batch (if ``n`` is not a multiple) comes last.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, group: int = 50) -> None:
+        super().__init__(len(lengths), seed)
+        if batch_size < 1 or group < 1:
+            raise ValueError(f"batch_size and group must be at least 1, got {batch_size}, {group}")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size, self.group = batch_size, group
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+        order = torch.randperm(self.n, generator=generator).numpy()
+        window = self.batch_size * self.group
+        batches = []
+        for begin in range(0, self.n, window):
+            chunk = order[begin : begin + window]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        short = [b for b in batches if len(b) < self.batch_size]
+        full = [b for b in batches if len(b) == self.batch_size]
+        shuffled = torch.randperm(len(full), generator=generator).tolist()
+        return iter(np.concatenate([full[i] for i in shuffled] + short).tolist() if batches else [])
+
+
 def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
     """Multiplier of the peak LR for the update after ``step`` completed steps.
 
@@ -185,8 +221,12 @@ def train(
     evaluate: Callable[[torch.nn.Module], Mapping[str, float]] | None = None,
     resume: bool = False,
     progress: bool = True,
+    lengths: Sequence[int] | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``dataset`` (rows batched by ``collate_fn``) as ``config`` says; see the module doc."""
+    """Train ``model`` on ``dataset`` (rows batched by ``collate_fn``) as ``config`` says; see the module doc.
+
+    ``lengths``: each row's source length in tokens; with ``config.group_by_length`` batches group rows of
+    similar length."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -205,19 +245,24 @@ def train(
         raise ValueError("cannot train on an empty dataset")
 
     # what fixes the data order: must match on resume
+    grouped = config.group_by_length and lengths is not None
+    if grouped and len(lengths) != len(dataset):
+        raise ValueError(f"lengths has {len(lengths)} entries for a dataset of {len(dataset)} rows")
     order = dict(num_processes=accelerator.num_processes, batch_size=config.batch_size, grad_accum=config.grad_accum,
-                 seed=config.seed)  # fmt: skip
+                 seed=config.seed, group_by_length=grouped)  # fmt: skip
     refuse_mixed_runs(out, resume)
     checkpoint, state = _latest_checkpoint(out), None
     if checkpoint is not None:
         state = json.loads((checkpoint / STATE_FILE).read_text())
-        changed = {k: (state["order"].get(k), v) for k, v in order.items() if state["order"].get(k) != v}
+        saved = {"group_by_length": False, **state["order"]}  # checkpoints from before grouping existed
+        changed = {k: (saved.get(k), v) for k, v in order.items() if saved.get(k) != v}
         if changed:
             raise ValueError(f"cannot resume {checkpoint}: data order settings changed (saved, now): {changed}")
     elif resume:
         logger.info("resume=True but no checkpoint in %s: starting from scratch", out / "checkpoints")
 
-    sampler = EpochShuffle(len(dataset), config.seed)
+    sampler = (LengthGroupedShuffle(lengths, config.batch_size, config.seed) if grouped
+               else EpochShuffle(len(dataset), config.seed))
     loader_rng = torch.Generator()  # worker seeds come from here, not from the global stream dropout draws from
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate_fn,
                         num_workers=config.num_workers, generator=loader_rng,

@@ -204,11 +204,10 @@ def _generative_cell(config: SweepConfig, system: SystemConfig, corpus: Any, que
     t0 = time.perf_counter()
     prepared = PREPARE[recipe.system](recipe, corpus, queries or None, qrels or None, False)
     build_s = time.perf_counter() - t0
-    dataset, base_collate = training_inputs(prepared.model, prepared.hf_tokenizer, prepared.pairs,
-                                            freeze=recipe.model.freeze_encoder,
-                                            max_source_length=recipe.pairs.max_source_length,
-                                            cache_dir=work / "encoder_cache", max_gb=recipe.model.encoder_cache_gb,
-                                            progress=progress)
+    dataset, base_collate, lengths = training_inputs(
+        prepared.model, prepared.hf_tokenizer, prepared.pairs, freeze=recipe.model.freeze_encoder,
+        max_source_length=recipe.pairs.max_source_length, cache_dir=work / "encoder_cache",
+        max_gb=recipe.model.encoder_cache_gb, progress=progress)
     collate = CountingCollator(base_collate)
     budget, settings = config.budget, recipe.train
     per_step = settings.batch_size * settings.grad_accum
@@ -221,7 +220,7 @@ def _generative_cell(config: SweepConfig, system: SystemConfig, corpus: Any, que
         schedule = {"max_steps": None, "epochs": float(budget.epochs)}
     train_config = dataclasses.replace(settings, output_dir=str(work / "train"), **schedule)
     t0 = time.perf_counter()
-    result = train(prepared.model, dataset, collate, train_config, progress=progress)
+    result = train(prepared.model, dataset, collate, train_config, progress=progress, lengths=lengths)
     train_s = time.perf_counter() - t0
     model = result.model
     params = count_parameters(model)["total"]

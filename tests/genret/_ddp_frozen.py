@@ -24,10 +24,10 @@ before = {k: v.clone() for k, v in model.get_encoder().state_dict().items()}
 rng = np.random.default_rng(0)
 pairs = {"source": [f"passage {i} about subject {i % 5}" for i in range(32)],
          "target_ids": [rng.integers(1000, 2000, size=3).tolist() + [102] for _ in range(32)]}
-dataset, collate = training_inputs(model, tok, pairs, freeze=True, max_source_length=16,
-                                   cache_dir=out / "cache", progress=False)
+dataset, collate, lengths = training_inputs(model, tok, pairs, freeze=True, max_source_length=16,
+                                            cache_dir=out / "cache", progress=False)
 result = train(model, dataset, collate, TrainConfig(output_dir=str(out / "train"), max_steps=6, batch_size=4,
-                                                    lr=3e-3), progress=False)
+                                                    lr=3e-3), progress=False, lengths=lengths)
 state = PartialState()
 flat = torch.cat([p.detach().reshape(-1) for p in result.model.parameters()])
 encoder = result.model.get_encoder().state_dict()

@@ -83,13 +83,14 @@ def test_frozen_training_moves_only_the_decoder(kind: str, tmp_path: Path) -> No
     model, tok = tiny(kind)
     texts = [f"document number {i} about topic {i % 7}" for i in range(48)]
     data = pairs_of(texts, targets(48))
-    dataset, collate = training_inputs(model, tok, data, freeze=True, max_source_length=16,
-                                       cache_dir=tmp_path / "cache", progress=False)
+    dataset, collate, lengths = training_inputs(model, tok, data, freeze=True, max_source_length=16,
+                                                cache_dir=tmp_path / "cache", progress=False)
+    assert [len(tok(t, truncation=True, max_length=16)["input_ids"]) for t in texts] == lengths.tolist()
     encoder_before = {k: v.clone() for k, v in model.get_encoder().state_dict().items()}
     everything_before = {k: v.clone() for k, v in model.state_dict().items()}
     assert 0 < trainable_parameters(model) < sum(p.numel() for p in model.parameters())
     result = train(model, dataset, collate, TrainConfig(output_dir=str(tmp_path / "t"), max_steps=12, batch_size=8,
-                                                        lr=3e-3, log_every=4), progress=False)
+                                                        lr=3e-3, log_every=4), progress=False, lengths=lengths)
     after = result.model
     for k, v in after.get_encoder().state_dict().items():
         assert torch.equal(v, encoder_before[k]), k  # shared embeddings included: the cache stays valid
@@ -100,15 +101,15 @@ def test_frozen_training_moves_only_the_decoder(kind: str, tmp_path: Path) -> No
 
 
 def test_a_resumed_frozen_run_ends_where_an_uninterrupted_one_ends(tmp_path: Path) -> None:
-    texts = [f"passage {i} on subject {i % 5}" for i in range(40)]
+    texts = [f"passage {i} on subject {i % 5}" + " and more" * (i % 6) for i in range(40)]  # lengths differ
     data = pairs_of(texts, targets(40))
 
     def run(out: Path, steps: int, resume: bool = False) -> dict[str, torch.Tensor]:
         model, tok = tiny("minilm-decoder")
-        dataset, collate = training_inputs(model, tok, data, freeze=True, max_source_length=16,
-                                           cache_dir=tmp_path / "shared-cache", progress=False)
+        dataset, collate, lengths = training_inputs(model, tok, data, freeze=True, max_source_length=16,
+                                                    cache_dir=tmp_path / "shared-cache", progress=False)
         config = TrainConfig(output_dir=str(out), max_steps=steps, batch_size=8, lr=3e-3, checkpoint_every=3)
-        result = train(model, dataset, collate, config, resume=resume, progress=False)
+        result = train(model, dataset, collate, config, resume=resume, progress=False, lengths=lengths)
         return {k: v.clone() for k, v in result.model.state_dict().items()}
 
     straight = run(tmp_path / "a", 8)

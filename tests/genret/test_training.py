@@ -16,7 +16,7 @@ import torch
 from accelerate.tracking import GeneralTracker
 from transformers import T5Config, T5ForConditionalGeneration
 
-from genret.training import TrainConfig, TrainResult, lr_factor, train
+from genret.training import EpochShuffle, LengthGroupedShuffle, TrainConfig, TrainResult, lr_factor, train
 
 
 def tiny_t5(dropout: float = 0.0) -> T5ForConditionalGeneration:
@@ -195,6 +195,59 @@ def test_kill_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path: Path) ->
               resume=True, progress=False)  # fmt: skip
     with pytest.raises(FileExistsError, match="resume=True"):  # a fresh run never mixes with an old one's checkpoints
         train(tiny_t5(), data, collate, TrainConfig(output_dir=str(out_b), **config), progress=False)
+
+
+@pytest.mark.parametrize(("n", "batch", "group"), [(103, 8, 3), (96, 8, 50), (5, 8, 2), (64, 1, 4)])
+def test_length_grouped_batches_are_a_permutation_cut_from_sorted_windows(n: int, batch: int, group: int) -> None:
+    lengths = torch.randint(1, 30, (n,), generator=torch.Generator().manual_seed(n)).tolist()
+    sampler = LengthGroupedShuffle(lengths, batch, seed=3, group=group)
+    loader = torch.utils.data.DataLoader(range(n), batch_size=batch, sampler=sampler)
+    orders = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        batches = [b.tolist() for b in loader]  # the DataLoader's batches are exactly the sampler's groups
+        orders.append([i for b in batches for i in b])
+        assert sorted(orders[-1]) == list(range(n))
+        assert all(len(b) == batch for b in batches[:-1])
+        # every batch is a run of its window sorted by length: two batches of one window never interleave
+        window_of = {}
+        perm = EpochShuffle(n, 3)
+        perm.set_epoch(epoch)
+        for pos, i in enumerate(perm):
+            window_of[i] = pos // (batch * group)
+        for a in batches:
+            for b in batches:
+                if a is not b and window_of[a[0]] == window_of[b[0]]:
+                    la, lb = [lengths[i] for i in a], [lengths[i] for i in b]
+                    assert max(la) <= min(lb) or max(lb) <= min(la)
+            assert len({window_of[i] for i in a}) == 1
+        sampler.set_epoch(epoch)
+        assert list(sampler) == orders[-1]  # depends only on (seed, epoch)
+    if n > batch:
+        assert orders[0] != orders[1]
+
+
+def test_length_grouping_cuts_padding() -> None:
+    lengths = [64 if i % 6 == 0 else 8 for i in range(6000)]
+    plain, grouped = EpochShuffle(len(lengths), 0), LengthGroupedShuffle(lengths, 64, 0)
+
+    def padded(sampler: EpochShuffle) -> int:
+        order = list(sampler)
+        return sum(max(lengths[i] for i in order[b : b + 64]) * 64 for b in range(0, len(order), 64))
+
+    assert padded(grouped) < 0.4 * padded(plain)
+
+
+def test_resume_refuses_a_change_of_grouping(tmp_path: Path) -> None:
+    data, config = rows(16), dict(max_steps=2, batch_size=4, checkpoint_every=1, lr=1e-3)
+    train(tiny_t5(), data, collate, TrainConfig(output_dir=str(tmp_path), **config), progress=False,
+          lengths=[1 + i % 3 for i in range(16)])
+    with pytest.raises(ValueError, match="group_by_length"):
+        train(tiny_t5(), data, collate, TrainConfig(output_dir=str(tmp_path), **{**config, "max_steps": 3}),
+              resume=True, progress=False)
+    with pytest.raises(ValueError, match="lengths has 3 entries"):
+        train(tiny_t5(), data, collate, TrainConfig(output_dir=str(tmp_path / "x"), **config), progress=False,
+              lengths=[1, 2, 3])
 
 
 def test_resume_without_checkpoint_starts_fresh(tmp_path: Path) -> None:
