@@ -13,7 +13,7 @@ from pathlib import Path
 
 EPILOG = """examples:
   genret quickstart
-  genret run recipes/dsi-scifact.yaml docids.scheme=atomic output_dir=runs/scifact-atomic
+  genret run dsi-scifact docids.scheme=atomic output_dir=runs/scifact-atomic
   genret search --index runs/quickstart/retriever "how do bees make honey"
   genret evaluate --index runs/quickstart/retriever --data minicorpus
   genret index --data ../shared/data/cranfield --scheme semantic --out indexes/cranfield-semantic
@@ -21,7 +21,50 @@ EPILOG = """examples:
   genret evaluate --retriever bm25 --data ../shared/data/scifact --run runs/bm25.trec
   genret scale scaling-shared corpus=[scifact] sizes=[1000,2000] budget.max_steps=30 output_dir=runs/scaling
   genret scale --report runs/scaling
+
+exit status: 0 done; 2 bad input (a file, option, recipe or artifact that cannot be used: one line says which and
+why); 3 a check that ran and failed (inspect found a damaged artifact, run --check missed an expected figure);
+1 anything else, which is a bug (a traceback is printed): please report it.
 """
+EXIT_OK, EXIT_BUG, EXIT_USER_ERROR, EXIT_CHECK_FAILED = 0, 1, 2, 3
+
+
+class UsageError(ValueError):
+    """Options that cannot go together or are missing: exit 2 with the message, like argparse's own."""
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1 (a refusal here exits 2 with the option named)."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _measure(text: str) -> str:
+    """argparse type: an ir-measures name, checked before anything is searched."""
+    from genret.evaluation import parse_measures
+
+    try:
+        parse_measures([text])
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
@@ -37,9 +80,9 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
                    "identifier (SEAL; the same as `genret ngrams`)")
     p.add_argument("--backend", choices=["sa", "fm"], default=None,
                    help="ngram: sa (suffix array, fastest) or fm (compressed FM-index); default sa")
-    p.add_argument("--title-markers", type=int, nargs=2, metavar=("BEGIN", "END"), default=None,
+    p.add_argument("--title-markers", type=_non_negative, nargs=2, metavar=("BEGIN", "END"), default=None,
                    help="ngram: token ids around each title (the title view; MiniLM: 1 2)")
-    p.add_argument("--shard-tokens", type=int, default=None, help="ngram: most tokens per shard (default 2**30)")
+    p.add_argument("--shard-tokens", type=_positive, default=None, help="ngram: most tokens per shard (default 2**30)")
     p.add_argument("--out", required=True, type=Path, help="artifact folder to write")
     p.add_argument(
         "--tokenizer",
@@ -47,12 +90,12 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
         help="tokenizer the identifiers are encoded for: 'minilm' (offline default), a local folder "
         "with tokenizer.json, a hub name, or 'none' for a standalone docid vocabulary",
     )
-    p.add_argument("--seed", type=int, help="seed (naive shuffled, semantic)")
+    p.add_argument("--seed", type=_non_negative, help="seed (naive shuffled, semantic)")
     p.add_argument("--order", choices=["sequential", "shuffled"], help="naive: integer order")
-    p.add_argument("--k", type=int, help="semantic: clusters per level (DSI 10, NCI 30)")
-    p.add_argument("--c", type=int, help="semantic: most documents in a leaf (DSI 100, NCI 30)")
+    p.add_argument("--k", type=_positive, help="semantic: clusters per level (DSI 10, NCI 30)")
+    p.add_argument("--c", type=_positive, help="semantic: most documents in a leaf (DSI 100, NCI 30)")
     p.add_argument("--encoder", help="semantic: 'auto', 'minilm', 'tfidf' or a sentence-transformers model")
-    p.add_argument("--max-tokens", type=int, help="title/url: longest identifier in tokens")
+    p.add_argument("--max-tokens", type=_positive, help="title/url: longest identifier in tokens")
     p.add_argument("--on-duplicate", choices=["error", "warn"], default="error", help="duplicate document ids")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.set_defaults(handler=cmd_index)
@@ -70,10 +113,10 @@ def _add_ngrams(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["sa", "fm"], default="sa",
                    help="sa: suffix array (fastest, ~6 bytes/token); fm: compressed FM-index (~2.4 bytes/token)")
     p.add_argument("--tokenizer", default="minilm", help="'minilm' (offline default), a local folder or a hub name")
-    p.add_argument("--title-markers", type=int, nargs=2, metavar=("BEGIN", "END"), default=None,
+    p.add_argument("--title-markers", type=_non_negative, nargs=2, metavar=("BEGIN", "END"), default=None,
                    help="token ids around each title (the title view; MiniLM: 1 2); default: title and text "
                    "indexed as one text")
-    p.add_argument("--shard-tokens", type=int, default=None, help="most tokens per shard (default 2**30)")
+    p.add_argument("--shard-tokens", type=_positive, default=None, help="most tokens per shard (default 2**30)")
     p.add_argument("--on-duplicate", choices=["error", "warn"], default="error", help="duplicate document ids")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.set_defaults(handler=cmd_ngrams)
@@ -91,8 +134,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True,
                    help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or 'minicorpus'")
     p.add_argument("--split", default="test", help="qrels split (default: test)")
-    p.add_argument("--k", type=int, default=100, help="documents retrieved per query")
-    p.add_argument("--measures", nargs="+", help="ir-measures names (default: nDCG@10 R@1 R@10 R@100 RR@10)")
+    p.add_argument("--allow-other-corpus", action="store_true",
+                   help="evaluate an --index built on another corpus than --data (refused by default)")
+    p.add_argument("--on-duplicate", choices=["error", "warn"], default="error", help="duplicate document ids")
+    p.add_argument("--k", type=_positive, default=100, help="documents retrieved per query")
+    p.add_argument("--measures", nargs="+", type=_measure,
+                   help="ir-measures names (default: nDCG@10 R@1 R@10 R@100 RR@10)")
     p.add_argument("--stemmer", default=None, help="bm25: stemmer language, e.g. 'english' (needs PyStemmer)")
     p.add_argument("--run", type=Path, help="also write the run as a TREC file")
     p.add_argument("--json", type=Path, help="also write the metrics as JSON")
@@ -103,7 +150,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "inspect",
         help="show what an artifact folder holds and verify every checksum",
-        description="Print an artifact's kind, config, counts and files; exit 1 if it is damaged.",
+        description="Print an artifact's kind, config, counts and files; exit 3 if it is damaged.",
     )
     p.add_argument("path", type=Path, help="artifact folder")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -135,7 +182,7 @@ def _add_recipe_commands(sub: argparse._SubParsersAction) -> None:
                        description="Print the top-k documents a trained retriever generates for each query.")
     p.add_argument("--index", type=Path, required=True, help="trained retriever folder")
     p.add_argument("queries", nargs="+", help="query text(s)")
-    p.add_argument("-k", type=int, default=10, help="documents per query")
+    p.add_argument("-k", type=_positive, default=10, help="documents per query")
     p.set_defaults(handler=cmd_search)
 
 
@@ -180,6 +227,7 @@ def _version() -> str:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from indexing.artifacts import check_output
     from indexing.corpus import load_corpus
     from indexing.docids import make_scheme
     from indexing.index import build_index
@@ -189,15 +237,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         docid_only = [f"--{name.replace('_', '-')}" for name in ("seed", "order", "k", "c", "encoder", "max_tokens")
                       if getattr(args, name) is not None]
         if docid_only:
-            raise SystemExit(f"genret index: {', '.join(docid_only)} do not apply to --scheme ngram")
+            raise UsageError(f"{', '.join(docid_only)} do not apply to --scheme ngram")
         args.backend = args.backend or "sa"
         return cmd_ngrams(args)
     ngram_only = [flag for flag, value in (("--backend", args.backend), ("--title-markers", args.title_markers),
                                            ("--shard-tokens", args.shard_tokens)) if value is not None]
     if ngram_only:
-        raise SystemExit(f"genret index: {', '.join(ngram_only)} only apply to --scheme ngram")
-    if args.out.exists() and not args.overwrite:
-        raise SystemExit(f"genret index: {args.out} exists; pass --overwrite to replace it")
+        raise UsageError(f"{', '.join(ngram_only)} only apply to --scheme ngram")
+    check_output(args.out, args.overwrite)  # before minutes of building, not after
     options = {"seed": args.seed, "order": args.order, "k": args.k, "c": args.c,
                "encoder": args.encoder, "max_tokens": args.max_tokens}
     scheme = make_scheme(args.scheme, **{k: v for k, v in options.items() if v is not None})
@@ -215,13 +262,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_ngrams(args: argparse.Namespace) -> int:
+    from indexing.artifacts import check_output
     from indexing.corpus import load_corpus
     from indexing.ngrams import NgramIndex
     from indexing.ngrams.index import DEFAULT_SHARD_TOKENS
     from indexing.tokenizer import load_tokenizer
 
-    if args.out.exists() and not args.overwrite:
-        raise SystemExit(f"genret {args.command}: {args.out} exists; pass --overwrite to replace it")
+    check_output(args.out, args.overwrite)  # before minutes of building, not after
     corpus = load_corpus(args.data, on_duplicate=args.on_duplicate)
     print(f"loaded {len(corpus)} documents from {args.data}", file=sys.stderr)
     markers = tuple(args.title_markers) if args.title_markers else None
@@ -238,7 +285,7 @@ def _retriever(args: argparse.Namespace, corpus: object) -> object:
         from genret.retrievers import load_retriever
 
         if args.index is None:
-            raise SystemExit(f"genret evaluate: --retriever {args.retriever} needs --index DIR (a trained retriever "
+            raise UsageError(f"--retriever {args.retriever} needs --index DIR (a trained retriever "
                              f"folder)")
         return load_retriever(args.index)
     if args.retriever == "dense":
@@ -250,15 +297,28 @@ def _retriever(args: argparse.Namespace, corpus: object) -> object:
     return BM25Retriever.index(corpus, stemmer=args.stemmer)
 
 
+def _check_same_corpus(indexed: list[str], corpus_ids: list[str], args: argparse.Namespace) -> None:
+    """A trained index scored against another corpus gives meaningless figures: refuse unless asked."""
+    unindexed = set(corpus_ids).difference(indexed)
+    foreign = set(indexed).difference(corpus_ids)
+    if (unindexed or foreign) and not args.allow_other_corpus:
+        example = sorted(unindexed or foreign)[:3]
+        raise UsageError(f"{args.index} indexes another corpus than {args.data}: {len(foreign)} of its "
+                         f"{len(indexed)} documents are not in it and {len(unindexed)} of its {len(corpus_ids)} are "
+                         f"not indexed (e.g. {', '.join(map(repr, example))}); pass --allow-other-corpus to "
+                         f"evaluate anyway")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from genret.evaluation import DEFAULT_MEASURES, evaluate, format_metrics, write_trec_run
     from indexing.corpus import load_beir
 
     args.retriever = args.retriever or ("dsi" if args.index else "bm25")
-    data = load_beir(args.data, split=args.split)
+    data = load_beir(args.data, split=args.split, on_duplicate=args.on_duplicate)
     retriever = _retriever(args, data.corpus)
     if args.index is not None:  # the folder says which system it is
         args.retriever = "seal" if type(retriever).__name__ == "SealRetriever" else "dsi"
+        _check_same_corpus(retriever.doc_ids, data.corpus["_id"], args)
     run = retriever.search(data.queries, k=args.k)
     metrics = evaluate(run, data.qrels, tuple(args.measures) if args.measures else DEFAULT_MEASURES)
     print(f"{args.retriever} on {args.data} ({args.split}: {len(data.queries)} queries, "
@@ -289,20 +349,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         problems = check_expected(results, recipe.expected)
         for line in problems:
             print(f"MISSED {line}", file=sys.stderr)
-        return 1 if problems else 0
+        return EXIT_CHECK_FAILED if problems else EXIT_OK
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from genret.retrievers import load_retriever
+    from indexing.corpus import is_blank
 
+    blank = [repr(q) for q in args.queries if is_blank(q)]
+    if blank:
+        raise UsageError(f"nothing to search in {', '.join(blank)} (empty, or only whitespace and control "
+                         f"characters)")
     retriever = load_retriever(args.index)
     docids = getattr(retriever.index, "docids", None)  # DSI: show each document's identifier too
     identifiers = dict(zip(docids.doc_ids, docids.identifiers, strict=True)) if docids is not None else {}
     queries = {str(i): q for i, q in enumerate(args.queries)}
     run = retriever.search(queries, k=args.k, progress=False)
     for qid, text in queries.items():
-        print(f"query: {text}")
+        print(f"query: {text if text.isprintable() else ascii(text)}")
         for rank, (doc, score) in enumerate(run[qid].items(), start=1):
             shown = f"  id {identifiers[doc]}" if doc in identifiers else ""
             print(f"  {rank:3d}  {doc:20s} {score:10.4f}{shown}")
@@ -314,12 +379,12 @@ def cmd_scale(args: argparse.Namespace) -> int:
         from genret.scaling.report import write_report
 
         if args.recipe or args.overrides:
-            raise SystemExit("genret scale: --report DIR takes no recipe or overrides")
+            raise UsageError("--report DIR takes no recipe or overrides")
         for path in write_report(args.report):
             print(f"wrote {path}")
         return 0
     if args.recipe is None:
-        raise SystemExit("genret scale: give a sweep recipe (or --report DIR)")
+        raise UsageError("give a sweep recipe (or --report DIR)")
     from genret.recipe import resolve_recipe
     from genret.scaling.config import sweep_kind
 
@@ -334,7 +399,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
         out = run_sweep_file(str(path), list(args.overrides), progress=not args.no_progress)
     else:
-        raise SystemExit(f"genret scale: {path}: kind {kind!r}; expected quality or cost")
+        raise UsageError(f"{path}: kind {kind!r}; expected quality or cost")
     print(f"results: {out}/results.jsonl  table: {out}/results.md")
     return 0
 
@@ -346,7 +411,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         manifest = read_manifest(args.path, verify=True)
     except ArtifactError as err:
         print(f"genret inspect: {err}", file=sys.stderr)
-        return 1
+        return EXIT_CHECK_FAILED
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
         return 0
@@ -368,20 +433,31 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the input (bad files, damaged artifacts): shown as one message, no traceback."""
     from genret.config import ConfigError
+    from genret.data import TrainingDataError
+    from genret.encoder_cache import EncoderCacheError
+    from genret.models import ModelError
     from indexing.artifacts import ArtifactError
     from indexing.corpus import CorpusError
     from indexing.docids.base import DocidError
 
-    return (ArtifactError, ConfigError, CorpusError, DocidError, FileNotFoundError, FileExistsError)
+    return (ArtifactError, ConfigError, CorpusError, DocidError, EncoderCacheError, ModelError, TrainingDataError,
+            FileNotFoundError, FileExistsError, UsageError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    # argparse takes positionals only before the first flag: `run RECIPE --resume train.lr=1e-3` leaves the
+    # override over; overrides may come anywhere, anything else left over is an error as usual
+    if hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in rest):
+        args.overrides = [*(args.overrides or []), *rest]
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.handler(args)
     except _user_errors() as err:
         print(f"genret {args.command}: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ names the key path, instead of a silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -20,6 +21,56 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override does not match its schema; the message names the key path."""
+
+
+def check_numbers(obj: Any, *, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
+    """ValueError naming the first of ``obj``'s fields that is not a finite number > 0 (``positive``) or >= 0
+    (``non_negative``); None values are skipped (an unset option). For dataclass ``__post_init__`` checks, so a
+    recipe is refused when it loads, not after hours of training."""
+    for names, low, strict in ((positive, "positive", True), (non_negative, "non-negative", False)):
+        for name in names:
+            value = getattr(obj, name)
+            if value is None:
+                continue
+            if not math.isfinite(value) or value < 0 or (strict and value == 0):
+                raise ValueError(f"{name} must be a finite {low} number, got {value!r}")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice in one mapping "
+                              f"(first on line {seen[key] + 1})")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a mapping: UTF-8, safe tags only, no key given twice, not empty."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty (a recipe names at least its data)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
 
 
 def _type_name(tp: Any) -> str:
@@ -120,19 +171,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML: {err}") from None
     return data
 
 
 def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
     """Read a YAML file into dataclass ``cls``, after applying ``key=value`` overrides."""
-    text = Path(path).read_text()
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = read_yaml(path)
     try:
         return from_dict(cls, apply_overrides(data, list(overrides or [])))
     except ConfigError as err:

@@ -127,7 +127,7 @@ def read_trec_run(path: str | os.PathLike) -> Run:
 # --------------------------------------------------------------------------- measures
 
 
-def _parse_measures(measures: Iterable[MeasureLike]) -> list[tuple[str, Any]]:
+def parse_measures(measures: Iterable[MeasureLike]) -> list[tuple[str, Any]]:
     """``(name as given, Measure)`` pairs; a bad name raises ``ValueError`` saying which."""
     if isinstance(measures, str):
         measures = [measures]
@@ -173,7 +173,7 @@ def evaluate_per_query(
     measures: Iterable[MeasureLike] = DEFAULT_MEASURES,
 ) -> dict[str, dict[str, float]]:
     """``{qid: {measure name: value}}`` for every query in ``qrels`` (missing from the run: 0)."""
-    return _per_query(run, qrels, _parse_measures(measures))
+    return _per_query(run, qrels, parse_measures(measures))
 
 
 def evaluate(
@@ -186,7 +186,7 @@ def evaluate(
     Relevance levels are the qrels' own: graded gains for nDCG, ``relevance >= 1`` counts as
     relevant for binary measures (R, RR, P, AP). A judged query the run misses scores 0.
     """
-    parsed = _parse_measures(measures)
+    parsed = parse_measures(measures)
     return _aggregate(_per_query(run, qrels, parsed), parsed)
 
 
@@ -237,7 +237,7 @@ class RetrievalEvaluator:
         k: int = 100,
         primary_metric: str = "nDCG@10",
     ) -> None:
-        parsed = _parse_measures(measures)
+        parsed = parse_measures(measures)
         names = [name for name, _ in parsed]
         if primary_metric not in names:
             raise ValueError(f"primary_metric {primary_metric!r} is not among the measures {names}")

@@ -9,6 +9,7 @@ queries, BM25 (and dense) beside genret. Only the first step differs between the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -18,14 +19,14 @@ from typing import Any
 
 import torch
 
-from genret.config import to_dict
+from genret.config import ConfigError, to_dict
 from genret.data import build_training_pairs
 from genret.distillation import distill_pairs
 from genret.encoder_cache import training_inputs
 from genret.evaluation import Qrels, Run, evaluate, write_trec_run
 from genret.models import build_model, build_text_model
 from genret.provenance import git_commit, machine_info
-from genret.recipe import Recipe
+from genret.recipe import BASELINES, Recipe
 from genret.retrievers.dsi import DsiRetriever
 from genret.retrievers.seal import SealRetriever
 from genret.seal_pairs import build_seal_pairs
@@ -88,7 +89,7 @@ def _baseline(name: str, corpus: Any) -> Any:
         from genret.retrievers.dense import DenseRetriever
 
         return DenseRetriever.index(corpus)
-    raise ValueError(f"unknown baseline {name!r}; known: bm25, dense")
+    raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
 
 
 @dataclass
@@ -148,6 +149,34 @@ def prepare_seal(recipe: Recipe, corpus: Any, queries: dict[str, str] | None, qr
 PREPARE = {"dsi": prepare_dsi, "seal": prepare_seal}
 
 
+RESUMABLE_CHANGES = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.log_with",
+                     "train.num_workers", "train.output_dir", "expected")
+"""Recipe keys a resumed run may change: they say how a run is logged and checked, not what it computes
+(``train.output_dir`` is always ``OUTPUT_DIR/train`` in a recipe run)."""
+
+
+def _flat_keys(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flat_keys(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def refuse_changed_recipe(saved: dict[str, Any], now: dict[str, Any], where: Path) -> None:
+    """ConfigError naming every key whose value differs from the run being resumed (but those that only say how
+    it is logged or checked, ``RESUMABLE_CHANGES``): a resumed run must be the run it continues."""
+    old, new = _flat_keys(saved), _flat_keys(now)
+    allowed = tuple(f"{k}." for k in RESUMABLE_CHANGES)
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+               and k not in RESUMABLE_CHANGES and not k.startswith(allowed)]
+    if changed:
+        shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ConfigError(f"cannot resume the run recorded in {where}: the recipe changed ({shown}); resume "
+                          f"with the recipe as it was, or start a new run in another output_dir")
+
+
 def run_recipe(
     recipe: Recipe, resume: bool = False, progress: bool = True, evaluate_after: bool = True
 ) -> dict[str, Any]:
@@ -157,17 +186,20 @@ def run_recipe(
     """
     out = Path(recipe.output_dir)
     refuse_mixed_runs(out / "train", resume)  # before minutes of indexing, not after
+    saved = out / "recipe.json"
+    if resume and saved.is_file():
+        refuse_changed_recipe(json.loads(saved.read_text()), to_dict(recipe), saved)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
+    saved.write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
     timings: dict[str, float] = {}
     start = time.perf_counter()
     commit = git_commit()  # the code this process loaded, read before anything can change the checkout
 
-    data = load_beir(recipe.data.path, split=recipe.data.eval_split)
+    data = load_beir(recipe.data.path, split=recipe.data.eval_split, on_duplicate=recipe.data.on_duplicate)
     train_queries, train_qrels = None, None
     if recipe.data.train_split:
         train_qrels = load_qrels(recipe.data.path, recipe.data.train_split)
-        all_queries = load_queries(recipe.data.path)
+        all_queries = load_queries(recipe.data.path, on_duplicate=recipe.data.on_duplicate)
         train_queries = {q: all_queries[q] for q in train_qrels if q in all_queries}
     heldout = EvalSet({}, {})
     if train_qrels and recipe.data.heldout_queries:  # withheld from training, probed while it runs
@@ -202,8 +234,7 @@ def run_recipe(
                                                 max_gb=recipe.model.encoder_cache_gb, progress=progress)
     timings["encoder_cache_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    train_config = recipe.train
-    train_config.output_dir = str(out / "train")
+    train_config = dataclasses.replace(recipe.train, output_dir=str(out / "train"))  # the caller's recipe unchanged
     result = train(model, dataset, collate, train_config, evaluate=probe if recipe.eval.during_training else None,
                    resume=resume, progress=progress, lengths=lengths)
     timings["train_s"] = time.perf_counter() - t0

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genret.config import ConfigError, load_config
+from genret.config import ConfigError, check_numbers, load_config
 from genret.models import ModelConfig
 from genret.retrievers.dsi import SearchConfig
 from genret.retrievers.seal import SealSearchConfig
@@ -38,6 +38,14 @@ class DataConfig:
     """Evaluate only the first N judged queries (quick runs); None = all."""
     memorization_docs: int | None = None
     """Documents probed for memorization (their own first tokens as the query); None = all."""
+    on_duplicate: str = "error"
+    """A document or query id given twice: "error" refuses the collection, "warn" keeps the first of each."""
+
+    def __post_init__(self) -> None:
+        if self.on_duplicate not in ("error", "warn"):
+            raise ValueError(f"on_duplicate must be 'error' or 'warn', got {self.on_duplicate!r}")
+        check_numbers(self, non_negative=("heldout_queries",), positive=("max_docs", "max_eval_queries",
+                                                                         "memorization_docs"))
 
 
 @dataclass
@@ -71,8 +79,9 @@ class PairsConfig:
     max_source_length: int = 64
     """Source tokens kept in training (documents are cut to their first L tokens)."""
     teacher: str | None = None
-    """Rank distillation (``genret.distillation``): "bm25" or "dense" labels each pseudo-query with its top
-    documents; None = off. Training only: search never uses the teacher."""
+    """Rank distillation (``genret.distillation``): "bm25", "dense" or "bm25+dense" (the two fused by
+    reciprocal rank) labels each pseudo-query with its top documents; None = off. Training only: search never
+    uses the teacher."""
     teacher_depth: int = 10
     """Teacher documents per pseudo-query that targets are drawn from."""
     teacher_samples: int = 4
@@ -108,6 +117,10 @@ class SealConfig:
     search: SealSearchConfig = field(default_factory=SealSearchConfig)
 
 
+BASELINES = ("bm25", "dense")
+"""Baselines a recipe can run beside genret: BM25 (bm25s) and dense all-MiniLM-L6-v2 (exact cosine)."""
+
+
 @dataclass
 class EvalConfig:
     """Final evaluation."""
@@ -119,6 +132,15 @@ class EvalConfig:
     """Baselines run on the same queries: "bm25", "dense" (all-MiniLM-L6-v2)."""
     during_training: int = 0
     """Documents probed for memorization at each train.eval_every (plus data.heldout_queries); 0 = no probe."""
+
+    def __post_init__(self) -> None:
+        from genret.evaluation import parse_measures
+
+        check_numbers(self, positive=("k",), non_negative=("during_training",))
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"baselines: unknown {', '.join(map(repr, unknown))}; known: {', '.join(BASELINES)}")
+        parse_measures(self.measures)
 
 
 @dataclass
@@ -145,20 +167,34 @@ SYSTEMS = ("dsi", "seal")
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:
-    """A recipe file: a path, or the name of a packaged recipe (``quickstart``)."""
+    """A recipe file: a path, or the bare name of a packaged recipe (``quickstart``, ``quickstart.yaml``).
+
+    Anything with a folder in it is a path and must exist: a mistyped ``my/quickstart.yaml`` is an error, never
+    the packaged recipe of the same file name."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    packaged = RECIPES / f"{Path(str(name_or_path)).stem}.yaml"
-    if packaged.is_file():
+    names = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+    bare = str(name_or_path) == path.name
+    packaged = RECIPES / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if bare and packaged.is_file():
         return packaged
-    raise FileNotFoundError(f"no recipe {name_or_path!r}: not a file, and not one of the packaged recipes "
-                            f"({', '.join(sorted(p.stem for p in RECIPES.glob('*.yaml')))})")
+    if not bare:
+        raise FileNotFoundError(f"recipe file not found: {path} (a packaged recipe is named without a folder: "
+                                f"{names})")
+    raise FileNotFoundError(f"no recipe {name_or_path!r}: not a file, and not one of the packaged recipes ({names})")
 
 
 def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe YAML (strict schema) with ``key.sub=value`` overrides applied."""
+    """Read a recipe YAML (strict schema) with ``key.sub=value`` overrides applied.
+
+    An override of ``docids.scheme`` drops the file's ``docids.params`` (they are the other scheme's) unless
+    ``docids.params`` is overridden too: ``genret quickstart docids.scheme=atomic`` just works."""
     path = resolve_recipe(name_or_path)
+    overrides = list(overrides or [])
+    keys = [item.partition("=")[0] for item in overrides]
+    if "docids.scheme" in keys and not any(k == "docids.params" or k.startswith("docids.params.") for k in keys):
+        overrides.insert(keys.index("docids.scheme"), "docids.params={}")
     recipe = load_config(Recipe, path, overrides)
     if recipe.system not in SYSTEMS:
         raise ConfigError(f"{path}: system: expected one of {', '.join(SYSTEMS)}, got {recipe.system!r}")

@@ -63,6 +63,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from genret.config import check_numbers
+
 logger = logging.getLogger(__name__)
 
 SCHEDULES = ("linear", "cosine", "constant")
@@ -122,14 +124,12 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
-        if self.batch_size < 1 or self.grad_accum < 1 or self.log_every < 1:
-            raise ValueError("batch_size, grad_accum and log_every must be at least 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be positive or None, got {self.max_steps}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
-        if self.max_steps is None and self.epochs <= 0:
-            raise ValueError(f"epochs must be positive, got {self.epochs}")
+        check_numbers(self, positive=("batch_size", "grad_accum", "log_every", "lr", "max_steps")
+                      + (("epochs",) if self.max_steps is None else ()),
+                      non_negative=("weight_decay", "warmup_steps", "warmup_ratio", "max_grad_norm", "seed",
+                                    "checkpoint_every", "keep_checkpoints", "eval_every", "num_workers"))
+        if self.warmup_ratio >= 1:
+            raise ValueError(f"warmup_ratio must be below 1 (a fraction of the steps), got {self.warmup_ratio}")
 
 
 @dataclass
@@ -295,6 +295,10 @@ def train(
     last = torch.zeros(2, device=device)  # loss sum, micro-batches of the current step
     examples_local, loss = 0, float("nan")
     start = window_start = time.perf_counter()
+    if state is not None and main and "log_window" in state:  # resume the log line the checkpoint cut in two
+        *sums, seconds = state["log_window"]
+        window += torch.tensor(sums, device=device, dtype=window.dtype)
+        window_start -= seconds
     bar = tqdm(total=total, initial=step, disable=not (progress and accelerator.is_local_main_process), desc="train")
 
     def write(record: dict[str, Any]) -> None:
@@ -352,8 +356,10 @@ def train(
                     _run_evaluate(accelerator, model, evaluate, step, write)
                 if (config.checkpoint_every and step % config.checkpoint_every == 0) or final:
                     seen = samples_before + int(accelerator.reduce(torch.tensor(examples_local, device=device), "sum"))
+                    pending = accelerator.reduce(window.clone(), "sum").tolist()  # the log line not yet written
                     state = {"step": step, "epoch": step / steps_per_epoch, "samples_seen": seen,
-                             "elapsed": elapsed_before + time.perf_counter() - start, "order": order}  # fmt: skip
+                             "elapsed": elapsed_before + time.perf_counter() - start, "order": order,
+                             "log_window": [*pending, time.perf_counter() - window_start]}  # fmt: skip
                     checkpoint = _save_checkpoint(accelerator, out, state, config.keep_checkpoints)
                 if final:
                     break

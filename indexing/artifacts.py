@@ -9,11 +9,13 @@ No pickle anywhere: arrays are ``.npy`` (``allow_pickle=False``), metadata is JS
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -45,6 +47,60 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def check_output(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """The folder ``write_artifact`` may write, checked before any work: absent, or (with ``overwrite``) an
+    existing genret artifact; never a file, a folder of other things, or a path under a file."""
+    out = Path(os.path.abspath(out_dir))
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise FileExistsError(f"cannot write {out_dir}: {parent} is a file, not a folder")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        if out.is_symlink() or not out.is_dir() or not _is_artifact(out):
+            raise FileExistsError(f"refusing to overwrite {out_dir}: it is not a genret artifact folder (no genret "
+                                  f"{MANIFEST}), and overwriting would delete it; choose another output folder")
+    return out
+
+
+def _is_artifact(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"format_version", "kind", "files"} <= set(manifest)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_leftovers(out_dir: str | os.PathLike) -> list[Path]:
+    """Remove the ``.NAME.tmp-PID-*`` and ``.NAME.old-PID`` folders that writes of ``out_dir`` killed mid-way
+    left behind, only where process PID no longer runs (a live write keeps its own); returns what it removed."""
+    out = Path(os.path.abspath(out_dir))
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for path in out.parent.glob(f".{glob.escape(out.name)}.*"):
+        rest = path.name[len(out.name) + 2 :]
+        kind, _, tail = rest.partition("-")
+        pid = tail.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and path.is_dir() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        warnings.warn(f"removed {len(removed)} folder(s) left by an interrupted write of {out_dir}: "
+                      f"{', '.join(p.name for p in removed)}", stacklevel=2)
+    return removed
+
+
 def write_artifact(
     out_dir: str | os.PathLike,
     kind: str,
@@ -57,14 +113,18 @@ def write_artifact(
 
     ``write_files(tmp)`` writes the plain files into a temporary folder next to ``out_dir``;
     the manifest is added and the folder is renamed into place, so an interrupted build leaves
-    nothing that loads. An existing folder is replaced only with ``overwrite=True``.
+    nothing that loads (and the next write removes what it left). An existing folder is replaced
+    only with ``overwrite=True`` and only if it is a genret artifact (:func:`check_output`). The
+    folder gets the permissions the user's umask gives a new folder.
     """
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    out = check_output(out_dir, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    clean_leftovers(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700: a shared index must be readable by the group
         write_files(tmp)
         files = {}
         for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
@@ -81,6 +141,7 @@ def write_artifact(
         manifest["digest"] = _digest(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if out.exists():
+            check_output(out, overwrite)  # still an artifact (nothing replaced it while we wrote)
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)
             os.replace(tmp, out)
@@ -90,7 +151,7 @@ def write_artifact(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+    return Path(out_dir)
 
 
 def read_manifest(path: str | os.PathLike, kind: str | None = None, verify: bool = True) -> dict[str, Any]:
@@ -115,12 +176,37 @@ def read_manifest(path: str | os.PathLike, kind: str | None = None, verify: bool
         )
     if kind is not None and manifest.get("kind") != kind:
         raise ArtifactError(f"{folder}: holds a {manifest.get('kind')!r} artifact, expected {kind!r}")
+    _check_entries(folder, manifest)
     if manifest.get("digest") != _digest(manifest):
         raise ArtifactError(f"{manifest_path}: the manifest was modified or damaged (its digest does not match "
                             f"its content); {rebuild}")
     if verify:
         verify_files(folder, manifest)
     return manifest
+
+
+def _check_entries(folder: Path, manifest: dict[str, Any]) -> None:
+    """Every listed file is a plain relative path inside ``folder`` with an int size and a hex sha256: checked
+    before anything is opened, so a crafted manifest cannot make a loader read (or size) a file elsewhere."""
+    files = manifest["files"]
+    where = folder / MANIFEST
+    if not isinstance(files, dict):
+        raise ArtifactError(f"{where}: files: expected a mapping of names to size and sha256")
+    root = folder.resolve()
+    for name, info in files.items():
+        parts = name.split("/")
+        if (not name or name.startswith("/") or "\\" in name or ":" in name
+                or any(p in ("", ".", "..") for p in parts)
+                or name == MANIFEST):
+            raise ArtifactError(f"{where}: files: {name!r} is not a plain relative path inside the folder")
+        if not (folder / name).resolve().is_relative_to(root):
+            raise ArtifactError(f"{where}: files: {name!r} leads outside the folder (a symbolic link)")
+        if (not isinstance(info, dict) or type(info.get("size")) is not int or info["size"] < 0
+                or not isinstance(info.get("sha256"), str) or len(info["sha256"]) != 64):
+            raise ArtifactError(f"{where}: files: {name!r}: expected {{size: int >= 0, sha256: 64 hex digits}}")
+    for key in ("config", "counts"):
+        if not isinstance(manifest.get(key, {}), dict):
+            raise ArtifactError(f"{where}: {key}: expected a mapping")
 
 
 def _digest(manifest: dict[str, Any]) -> str:
@@ -142,10 +228,22 @@ def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
             problems.append(f"{rel}: sha256 mismatch (the file was modified or damaged)")
     listed = set(manifest["files"]) | {MANIFEST}
     for path in folder.rglob("*"):
-        if path.is_file() and path.relative_to(folder).as_posix() not in listed:
+        if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
+            problems.append(f"{path.relative_to(folder).as_posix()}: a symbolic link leading outside the folder")
+        elif path.is_file() and path.relative_to(folder).as_posix() not in listed:
             problems.append(f"{path.relative_to(folder).as_posix()}: not listed in the manifest")
     if problems:
         raise ArtifactError(f"{folder}: damaged artifact:\n  " + "\n  ".join(problems))
+
+
+def check_counts(folder: str | os.PathLike, manifest: dict[str, Any], actual: dict[str, int]) -> None:
+    """ArtifactError unless the manifest's ``counts`` are what the loaded files hold: a manifest edited to say
+    ``documents: 999`` (digest recomputed) is refused, not believed."""
+    recorded = manifest.get("counts", {})
+    wrong = {k: (recorded.get(k), v) for k, v in actual.items() if recorded.get(k) != v}
+    if wrong:
+        shown = ", ".join(f"{k}: manifest {r!r}, files {v!r}" for k, (r, v) in wrong.items())
+        raise ArtifactError(f"{folder}: the manifest's counts do not match its files ({shown})")
 
 
 def save_npy(folder: Path, name: str, array: np.ndarray) -> None:

@@ -21,3 +21,13 @@ def resolve(source: str | os.PathLike[str]) -> str | os.PathLike[str]:
     if isinstance(source, str) and source in BUILTIN and not os.path.exists(source):
         return BUILTIN[source]
     return source
+
+
+def looks_like_path(name: str | os.PathLike[str]) -> bool:
+    """True when ``name`` can only be a local path, not a hub name (``name`` or ``org/name``): a PathLike, an
+    absolute path, one starting with ``.`` or ``~``, one with a backslash or with more than one ``/``. A local
+    path that does not exist is then an error, instead of a confusing attempt to download it."""
+    if not isinstance(name, str):
+        return True
+    return os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1
+

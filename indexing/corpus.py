@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 from datasets.fingerprint import generate_random_fingerprint
 from datasets.table import InMemoryTable
 
-from indexing.builtin import resolve
+from indexing.builtin import looks_like_path, resolve
 from indexing.qrels import (
     CorpusError,
     DataWarning,
@@ -47,6 +48,7 @@ Source = str | os.PathLike[str] | datasets.Dataset | datasets.DatasetDict
 
 _ID_KEYS = {"corpus": ("_id", "id", "docid"), "queries": ("_id", "id", "qid")}
 _EXTRAS = ("url", "image")  # optional corpus fields that are kept; any other field is dropped
+_KEPT = frozenset({*_ID_KEYS["corpus"], *_ID_KEYS["queries"], "title", "text", *_EXTRAS})  # fields read
 _LINE_FORMATS = {".jsonl": "json", ".json": "json", ".tsv": "\t", ".csv": ","}
 _MISSING = object()
 
@@ -84,6 +86,19 @@ def _field_error(loc: str, field: str, value: object) -> CorpusError:
     return CorpusError(f"{loc}: field {field!r}: {detail}")
 
 
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a document or query id, or None: ids are written to whitespace-separated TREC run
+    files, so whitespace and control / format characters are refused (at load, not after training)."""
+    if value.isprintable() and " " not in value:  # the fast path: C-level, true for almost every id
+        return None
+    for i, ch in enumerate(value):
+        if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp", "Zs"):
+            name = unicodedata.name(ch, "") or f"U+{ord(ch):04X}"
+            return f"contains {name.lower() if ch.isascii() else name} ({ch!r}) at position {i}; ids are " \
+                   f"written to TREC run files, which whitespace and control characters would break"
+    return None
+
+
 def _record_id(record: dict[str, Any], keys: tuple[str, ...], loc: str) -> str:
     """The record's id from the first of ``keys`` present; ints are accepted and made strings."""
     key = next((k for k in keys if k in record), None)
@@ -96,7 +111,32 @@ def _record_id(record: dict[str, Any], keys: tuple[str, ...], loc: str) -> str:
         raise _field_error(loc, key, value)
     if not value:
         raise CorpusError(f"{loc}: field {key!r}: empty")
+    problem = id_problem(value)
+    if problem:
+        raise CorpusError(f"{loc}: field {key!r}: {value!r} {problem}")
     return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object_pairs_hook: a key given twice in one object is an error (json.loads keeps the last)."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _DuplicateKey(twice)
+    return record
 
 
 def _json_records(path: Path, progress: bool) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -106,58 +146,81 @@ def _json_records(path: Path, progress: bool) -> Iterator[tuple[int, dict[str, A
         hint = ("; this looks like a JSON array, expected JSON lines (one object per line)"
                 if lineno == 1 and line.lstrip().startswith("[") else "")
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
             detail = f"invalid JSON: {err.msg} at column {err.colno}{hint}"
             raise CorpusError(f"{path}:{lineno}: {detail}") from None
+        except _DuplicateKey as err:
+            raise CorpusError(f"{path}:{lineno}: field {err.args[0]!r}: given twice in one record") from None
+        except RecursionError:
+            raise CorpusError(f"{path}:{lineno}: JSON nested too deeply to be a record") from None
         if type(record) is not dict:
             raise CorpusError(f"{path}:{lineno}: expected a JSON object, got {_type_name(record)}{hint}")
+        if "\\u" in line:  # only a \u escape can smuggle a lone surrogate, which no text encoding can hold
+            for key, value in record.items():
+                if key in _KEPT and isinstance(value, str) and not _encodable(value):
+                    raise CorpusError(f"{path}:{lineno}: field {key!r}: holds a lone surrogate escape (\\ud800 to "
+                                      f"\\udfff without its pair), which is not text")
         yield lineno, record
+
+
+def _tsv_rows(path: Path, progress: bool) -> Iterator[tuple[int, list[str]]]:
+    """Plain tab-separated text: every non-blank line is one record, fields split on tabs, quotes kept as text."""
+    for lineno, line in text_lines(path, progress=progress):
+        line = line.rstrip("\n").removesuffix("\r")
+        if line.strip():
+            yield lineno, line.split("\t")
+
+
+def _csv_rows(path: Path, progress: bool) -> Iterator[tuple[int, list[str]]]:
+    """RFC 4180 CSV, parsed strictly: a quoted field may span lines, but one that never closes, or text after a
+    closing quote, is an error naming the line where its record began (never a silently merged row)."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # documents can be longer than the 128 KiB default
+    try:
+        reader = csv.reader((line for _, line in text_lines(path, progress=progress)), strict=True)
+        previous = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                hint = "; a quoted field opened here never closes" if "end of data" in str(err) else ""
+                raise CorpusError(f"{path}:{previous + 1}: {err}{hint}") from None
+            if row:  # blank lines come as []
+                yield previous + 1, row
+            previous = reader.line_num
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _csv_records(
     path: Path, delimiter: str, kind: str, progress: bool
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows of a tsv/csv file with a header, as records keyed ``_id``, ``text``, ... (line = first line)."""
-    limit = csv.field_size_limit()
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # documents can be longer than the 128 KiB default
-    try:
-        reader = csv.reader((line for _, line in text_lines(path, progress=progress)), delimiter=delimiter)
-
-        def rows() -> Iterator[tuple[int, list[str]]]:
-            previous = 0
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as err:
-                    raise CorpusError(f"{path}:{reader.line_num}: {err}") from None
-                if row:  # blank lines come as []
-                    yield previous + 1, row
-                previous = reader.line_num
-
-        numbered = rows()
-        header_line, header = next(numbered, (1, None))
-        if header is None:
-            return
-        header = [name.strip() for name in header]
-        keys = _ID_KEYS[kind]
-        id_col = next((header.index(k) for k in keys if k in header), None)
-        if id_col is None or "text" not in header:
-            field, wanted = ("_id", " or ".join(map(repr, keys))) if id_col is None else ("text", "'text'")
-            raise CorpusError(f"{path}:{header_line}: field {field!r}: the header has no {wanted} column "
-                              f"(columns: {', '.join(header)})")
-        wanted_cols = ("title", *_EXTRAS) if kind == "corpus" else ()
-        cols = {"_id": id_col, "text": header.index("text")}
-        cols.update({k: header.index(k) for k in wanted_cols if k in header})
-        for lineno, row in numbered:
-            if len(row) != len(header):
-                raise CorpusError(f"{path}:{lineno}: expected {len(header)} fields as in the header, "
-                                  f"got {len(row)}")
-            yield lineno, {key: row[i] for key, i in cols.items()}
-    finally:
-        csv.field_size_limit(limit)
+    numbered = _tsv_rows(path, progress) if delimiter == "\t" else _csv_rows(path, progress)
+    header_line, header = next(numbered, (1, None))
+    if header is None:
+        return
+    header = [name.strip() for name in header]
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise CorpusError(f"{path}:{header_line}: the header names {', '.join(map(repr, twice))} more than once")
+    keys = _ID_KEYS[kind]
+    id_col = next((header.index(k) for k in keys if k in header), None)
+    if id_col is None or "text" not in header:
+        field, wanted = ("_id", " or ".join(map(repr, keys))) if id_col is None else ("text", "'text'")
+        raise CorpusError(f"{path}:{header_line}: field {field!r}: the header has no {wanted} column "
+                          f"(columns: {', '.join(header)})")
+    wanted_cols = ("title", *_EXTRAS) if kind == "corpus" else ()
+    cols = {"_id": id_col, "text": header.index("text")}
+    cols.update({k: header.index(k) for k in wanted_cols if k in header})
+    for lineno, row in numbered:
+        if len(row) != len(header):
+            raise CorpusError(f"{path}:{lineno}: expected {len(header)} fields as in the header, "
+                              f"got {len(row)}")
+        yield lineno, {key: row[i] for key, i in cols.items()}
 
 
 def _collect(records: Iterator[tuple[int, dict[str, Any]]], where: str, kind: str) -> _Parsed:
@@ -171,8 +234,8 @@ def _collect(records: Iterator[tuple[int, dict[str, Any]]], where: str, kind: st
     extras: dict[str, dict[int, str]] = {k: {} for k in _EXTRAS} if corpus else {}  # row -> value, sparse
     for lineno, record in records:
         doc_id = record.get("_id")
-        if type(doc_id) is not str or not doc_id:
-            doc_id = _record_id(record, keys, f"{where}:{lineno}")
+        if type(doc_id) is not str or not doc_id or not doc_id.isprintable() or " " in doc_id:
+            doc_id = _record_id(record, keys, f"{where}:{lineno}")  # the slow path, which says what is wrong
         text = record.get("text", _MISSING)
         if type(text) is not str:
             raise _field_error(f"{where}:{lineno}", "text", text)
@@ -211,7 +274,8 @@ def _arrow_type_name(kind: pa.DataType) -> str:
 
 def _string_column(column: pa.ChunkedArray, where: str, field: str, ints: bool = False) -> pa.ChunkedArray:
     """``column`` as non-null strings (ints too when ``ints``); else CorpusError at the first bad row."""
-    if pa.types.is_large_string(column.type) or (ints and pa.types.is_integer(column.type)):
+    empty_null = pa.types.is_null(column.type) and len(column) == 0  # e.g. Dataset.from_dict({"_id": []})
+    if empty_null or pa.types.is_large_string(column.type) or (ints and pa.types.is_integer(column.type)):
         column = column.cast(pa.string())
     elif not pa.types.is_string(column.type):
         row = max(pc.index(pc.is_valid(column), True).as_py(), 0)
@@ -236,6 +300,12 @@ def _read_table(table: pa.Table, features: datasets.Features, where: str, kind: 
     empty = pc.index(pc.equal(ids, ""), True).as_py()
     if empty >= 0:
         raise CorpusError(f"{where} row {empty}: field {id_key!r}: empty")
+    suspect = pc.or_(pc.invert(pc.utf8_is_printable(ids)), pc.match_substring(ids, " "))
+    for row in pc.indices_nonzero(suspect).to_pylist():  # usually none; then the exact check names the first
+        value = ids[row].as_py()
+        problem = id_problem(value)
+        if problem:
+            raise CorpusError(f"{where} row {row}: field {id_key!r}: {value!r} {problem}")
     columns = {"_id": ids}
     if kind == "corpus":
         columns["title"] = (_string_column(table["title"], where, "title") if "title" in names
@@ -289,10 +359,8 @@ def _hub_qrels(name: str, split: str) -> dict[str, dict[str, int]]:
 
 
 def _looks_like_path(source: str | os.PathLike[str]) -> bool:
-    text = os.fspath(source)
-    suffixes = Path(text.removesuffix(".gz")).suffix.lower()
-    return (not isinstance(source, str) or suffixes in (*_LINE_FORMATS, ".parquet") or os.path.isabs(text)
-            or text.startswith((".", "~")) or "\\" in text)
+    suffix = Path(os.fspath(source).removesuffix(".gz")).suffix.lower()
+    return looks_like_path(source) or suffix in (*_LINE_FORMATS, ".parquet")
 
 
 def _parse(source: Source, kind: str, progress: bool) -> _Parsed:
@@ -314,7 +382,10 @@ def _parse(source: Source, kind: str, progress: bool) -> _Parsed:
     if path.is_file():
         ext = (Path(path.stem) if path.suffix == ".gz" else path).suffix.lower()
         if ext == ".parquet":
-            table = pq.read_table(path)
+            try:
+                table = pq.read_table(path)
+            except (pa.ArrowException, OSError) as err:
+                raise CorpusError(f"{path}: not a readable parquet file ({err})") from None
             return _read_table(table, datasets.Features.from_arrow_schema(table.schema), str(path), kind)
         if ext not in _LINE_FORMATS:
             raise CorpusError(f"{path}: unsupported file type {ext!r} (expected .jsonl, .json, .tsv, .csv "
@@ -352,19 +423,30 @@ def _dedupe(parsed: _Parsed, on_duplicate: str) -> list[int] | None:
     shown = examples(described, len(repeated))
     if on_duplicate == "error":
         raise CorpusError(f"{parsed.where}: {len(repeated)} duplicate _id values ({extra} extra rows): "
-                          f"{shown}; pass on_duplicate='warn' to keep the first of each")
+                          f"{shown}; to keep the first of each pass on_duplicate='warn' (CLI: --on-duplicate warn; "
+                          f"recipes: data.on_duplicate=warn)")
     warn(f"{parsed.where}: {len(repeated)} duplicate _id values; kept the first of each ({extra} rows "
          f"dropped): {shown}", stacklevel=4)
     dropped = {row for rows in repeated.values() for row in rows[1:]}
     return [row for row in range(len(ids)) if row not in dropped]
 
 
-def _empty_mask(table: pa.Table) -> pa.ChunkedArray:
-    """Rows whose title and text are both empty (or only whitespace)."""
-    def blank(name: str) -> pa.ChunkedArray:
-        return pc.equal(pc.utf8_trim_whitespace(table[name]), "")
+_BLANK = r"[\s\p{Cc}\p{Cf}\p{Z}]"  # whitespace, control and format characters: nothing a reader or a model sees
 
-    return pc.and_(blank("title"), blank("text"))
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` holds nothing but whitespace, control and format characters (an empty document)."""
+    return not text.strip() or all(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
+
+
+def _blank_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """:func:`is_blank` of every value of a string column, at arrow speed."""
+    return pc.equal(pc.replace_substring_regex(column, _BLANK, ""), "")
+
+
+def _empty_mask(table: pa.Table) -> pa.ChunkedArray:
+    """Rows whose title and text are both blank (:func:`is_blank`)."""
+    return pc.and_(_blank_column(table["title"]), _blank_column(table["text"]))
 
 
 def load_corpus(source: Source, *, on_duplicate: str = "error", progress: bool = True) -> datasets.Dataset:
@@ -372,7 +454,8 @@ def load_corpus(source: Source, *, on_duplicate: str = "error", progress: bool =
 
     ``source``: a BEIR folder (its ``corpus.jsonl``), a ``.jsonl``/``.json`` file (JSON lines,
     optionally ``.gz``), a ``.tsv``/``.csv`` file with a header (id column ``_id``, ``id`` or
-    ``docid``; ``text`` required, ``title`` optional), a ``.parquet`` file, a
+    ``docid``; ``text`` required, ``title`` optional; a ``.tsv`` is plain text, one record per line split on
+    tabs, quotes kept as written; a ``.csv`` is RFC 4180, parsed strictly), a ``.parquet`` file, a
     ``datasets.Dataset``, or else a Hugging Face hub dataset name (e.g. ``BeIR/scifact``).
     Int ids become strings; a missing title becomes "". ``url`` and ``image`` columns are
     kept when present (JSON nulls allowed there); every other field is dropped.
@@ -380,7 +463,8 @@ def load_corpus(source: Source, *, on_duplicate: str = "error", progress: bool =
     Bad records raise CorpusError naming file, line (row for tables) and field. Duplicate ids:
     ``on_duplicate="error"`` raises, ``"warn"`` keeps the first of each and says which were
     dropped. Empty documents are kept and counted in a DataWarning (not for image corpora,
-    where empty text is normal). ``progress`` shows a progress bar for large files.
+    where empty text is normal). A source with no documents at all is refused. ``progress`` shows a progress bar
+    for large files.
     """
     check_option("on_duplicate", on_duplicate)
     parsed = _parse(source, "corpus", progress)
@@ -396,8 +480,8 @@ def load_corpus(source: Source, *, on_duplicate: str = "error", progress: bool =
     corpus = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features),
                               fingerprint=generate_random_fingerprint())  # hashing 1M docs costs seconds
     if not len(corpus):
-        warn(f"{parsed.where}: no documents")
-    elif "image" not in table.column_names:
+        raise CorpusError(f"{parsed.where}: no documents (an index of nothing retrieves nothing)")
+    if "image" not in table.column_names:
         empty = _empty_mask(table)
         count = pc.sum(empty).as_py() or 0
         if count:
@@ -421,9 +505,10 @@ def load_queries(source: Source, *, on_duplicate: str = "error") -> dict[str, st
         ids, texts = ids.to_pylist(), texts.to_pylist()
     rows = range(len(ids)) if keep is None else keep
     queries = {ids[row]: texts[row] for row in rows}
-    empty = [qid for qid, text in queries.items() if not text.strip()]
+    empty = [qid for qid, text in queries.items() if is_blank(text)]
     if empty:
-        warn(f"{parsed.where}: {len(empty)} empty queries, kept: {examples(map(repr, empty), len(empty))}")
+        warn(f"{parsed.where}: {len(empty)} empty queries (nothing but whitespace or control characters), kept: "
+             f"{examples(map(repr, empty), len(empty))}")
     return queries
 
 
@@ -460,7 +545,7 @@ def load_beir(
 def corpus_stats(corpus: datasets.Dataset) -> dict[str, int]:
     """Counts that describe a loaded corpus.
 
-    ``documents``; ``empty_documents`` (title and text both empty or whitespace);
+    ``documents``; ``empty_documents`` (title and text both blank: :func:`is_blank`);
     ``with_title`` (a non-blank title); ``empty_text`` (blank text, title or not);
     ``text_chars`` (characters of text in all); and ``with_url`` / ``with_image`` (non-null
     values) when those columns exist.
@@ -469,8 +554,8 @@ def corpus_stats(corpus: datasets.Dataset) -> dict[str, int]:
     stats = {
         "documents": len(table),
         "empty_documents": pc.sum(_empty_mask(table)).as_py() or 0,
-        "with_title": pc.sum(pc.not_equal(pc.utf8_trim_whitespace(table["title"]), "")).as_py() or 0,
-        "empty_text": pc.sum(pc.equal(pc.utf8_trim_whitespace(table["text"]), "")).as_py() or 0,
+        "with_title": len(table) - (pc.sum(_blank_column(table["title"])).as_py() or 0),
+        "empty_text": pc.sum(_blank_column(table["text"])).as_py() or 0,
         "text_chars": pc.sum(pc.utf8_length(table["text"])).as_py() or 0,
     }
     for key in _EXTRAS:

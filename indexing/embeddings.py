@@ -22,10 +22,12 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from indexing.builtin import looks_like_path
 from indexing.columns import document_texts
 
 Encoder = str | Callable[[list[str]], Any]
@@ -135,6 +137,8 @@ def _hub_offline() -> Iterator[None]:
 def _load_model(name_or_path: str) -> Any:
     """The encoder of ``name_or_path``, loaded once per process: a dense retriever encodes queries on every
     search call, and reloading MiniLM each time cost more than encoding a batch."""
+    if looks_like_path(name_or_path) and not Path(name_or_path).expanduser().exists():
+        raise FileNotFoundError(f"encoder folder not found: {name_or_path}")
     if importlib.util.find_spec("sentence_transformers") is not None:
         from sentence_transformers import SentenceTransformer
 

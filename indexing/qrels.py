@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import warnings
+import zlib
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -51,6 +52,17 @@ def examples(items: Iterable[str], total: int) -> str:
     return ", ".join(shown) + (", ..." if total > len(shown) else "")
 
 
+def _numbered(handle: BinaryIO, path: Path) -> Iterator[tuple[int, bytes]]:
+    """``enumerate(handle, 1)``, with a damaged or truncated gzip stream turned into a CorpusError."""
+    lineno = 0
+    try:
+        for lineno, raw in enumerate(handle, 1):
+            yield lineno, raw
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        raise CorpusError(f"{path}:{lineno + 1}: cannot be read as gzip ({err or type(err).__name__}); the file "
+                          f"is damaged or truncated") from None
+
+
 def text_lines(path: Path, *, progress: bool = False, desc: str = "") -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` of a UTF-8 (optionally gzipped) file, line endings kept.
 
@@ -64,7 +76,7 @@ def text_lines(path: Path, *, progress: bool = False, desc: str = "") -> Iterato
                disable=not progress or (size is not None and size < _PROGRESS_MIN_BYTES))
     pending = 0
     with handle, bar:
-        for lineno, raw in enumerate(handle, 1):
+        for lineno, raw in _numbered(handle, path):
             try:
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as err:
@@ -76,6 +88,11 @@ def text_lines(path: Path, *, progress: bool = False, desc: str = "") -> Iterato
                 pending = 0
             yield lineno, line
         bar.update(pending)
+
+
+_QUERY_HEADERS = frozenset({"query-id", "query_id", "qid", "query"})
+_DOC_HEADERS = frozenset({"corpus-id", "corpus_id", "doc-id", "doc_id", "docid", "pid"})
+_MIN_GRADE, _MAX_GRADE = -(2**31), 2**31 - 1  # int32: what run files and numpy arrays of grades hold
 
 
 def _relevance(value: str) -> int | None:
@@ -112,8 +129,9 @@ def load_qrels(source: str | os.PathLike[str], split: str = "test") -> Qrels:
 
     ``source`` is a qrels file or a BEIR folder (then ``folder/qrels/{split}.tsv`` is read).
     Two formats, told apart by the first data line: BEIR tsv ``query-id corpus-id score``
-    (header optional) and TREC ``query-id iteration doc-id relevance`` (4 columns). Columns are
-    split on tabs when a line has any, else on whitespace. Grades are integers ("1.0" is
+    (header optional, recognised by its names: ``query-id``/``qid`` then ``corpus-id``/``doc-id``) and
+    TREC ``query-id iteration doc-id relevance`` (4 columns). Columns are split on tabs when a line has
+    any, else on whitespace. Grades are integers ("1.0" is
     accepted); the same pair judged twice with different grades is an error, judged twice
     with the same grade is reported in a DataWarning and kept once.
     """
@@ -127,8 +145,8 @@ def load_qrels(source: str | os.PathLike[str], split: str = "test") -> Qrels:
             continue
         fields = [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
         if not names:
-            if len(fields) == 3 and _relevance(fields[2]) is None:  # a header line
-                names = ("query-id", "corpus-id", "score")
+            if len(fields) == 3 and fields[0].lower() in _QUERY_HEADERS and fields[1].lower() in _DOC_HEADERS:
+                names = ("query-id", "corpus-id", "score")  # a header line, told by its names
                 continue
             if len(fields) not in (3, 4):
                 raise CorpusError(f"{path}:{lineno}: expected 3 columns (query-id, corpus-id, score) or 4 "
@@ -143,9 +161,9 @@ def load_qrels(source: str | os.PathLike[str], split: str = "test") -> Qrels:
             if not value:
                 raise CorpusError(f"{path}:{lineno}: field {name!r}: empty")
         rel = _relevance(grade)
-        if rel is None:
-            raise CorpusError(f"{path}:{lineno}: field {names[-1]!r}: expected an integer grade, "
-                              f"got {grade!r}")
+        if rel is None or not _MIN_GRADE <= rel <= _MAX_GRADE:
+            what = "an integer grade" if rel is None else f"a grade within [{_MIN_GRADE}, {_MAX_GRADE}]"
+            raise CorpusError(f"{path}:{lineno}: field {names[-1]!r}: expected {what}, got {grade!r}")
         judged = qrels.setdefault(qid, {})
         old = judged.get(docid)
         if old is None:
@@ -156,6 +174,8 @@ def load_qrels(source: str | os.PathLike[str], split: str = "test") -> Qrels:
                               f"graded {rel} here but {old} on line {first_line[qid, docid]}")
         else:
             repeats.append(f"{qid!r}/{docid!r} (lines {first_line[qid, docid]}, {lineno})")
+    if not qrels:
+        raise CorpusError(f"{path}: no judgments (the file is empty{' but for its header' if names else ''})")
     if repeats:
         warn(f"{path}: {len(repeats)} repeated judgments with the same grade, each kept once: "
              f"{examples(repeats, len(repeats))}")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indexing.builtin import looks_like_path
+
 MINILM = "minilm"
 
 
@@ -72,8 +74,14 @@ def load_tokenizer(name_or_path: str) -> TextTokenizer:
             raise FileNotFoundError(f"{folder}: no tokenizer.json (a fast tokenizer file is required)")
         backend = Tokenizer.from_file(str(tok_file))
         eos = _special_token(folder, "eos_token") or _special_token(folder, "sep_token")
+    elif looks_like_path(name_or_path):
+        raise FileNotFoundError(f"tokenizer folder not found: {name_or_path}")
     else:
-        backend = Tokenizer.from_pretrained(name_or_path)  # needs the network
+        try:
+            backend = Tokenizer.from_pretrained(name_or_path)  # needs the network
+        except Exception as err:  # the tokenizers library raises its own untyped errors for hub failures
+            raise FileNotFoundError(f"tokenizer {name_or_path!r}: not a local folder, and the hub could not give "
+                                    f"it ({err})") from None
         eos = None
     backend.no_padding()
     backend.no_truncation()

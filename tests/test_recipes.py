@@ -54,8 +54,19 @@ def test_sweep_recipe_loads_and_documents_itself(path: Path) -> None:
 
 def test_packaged_names_resolve() -> None:
     assert resolve_recipe("quickstart").name == "quickstart.yaml"
+    assert resolve_recipe("quickstart.yaml").name == "quickstart.yaml"
     with pytest.raises(FileNotFoundError, match="packaged recipes"):
         resolve_recipe("no-such-recipe")
+
+
+def test_a_mistyped_recipe_path_is_an_error_not_the_packaged_recipe(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="recipe file not found: .*no-such-dir/quickstart.yaml"):
+        resolve_recipe(tmp_path / "no-such-dir" / "quickstart.yaml")
+    with pytest.raises(FileNotFoundError, match="recipe file not found"):
+        load_recipe("no-such-dir/quickstart")
+    own = tmp_path / "quickstart.yaml"
+    own.write_text("name: mine\n")
+    assert resolve_recipe(own) == own
 
 
 def test_overrides_apply_with_types() -> None:
@@ -64,6 +75,13 @@ def test_overrides_apply_with_types() -> None:
     assert recipe.train.epochs == 2.0 and isinstance(recipe.train.epochs, float)
     assert recipe.docids.scheme == "atomic" and recipe.docids.params == {} and recipe.data.max_docs == 50
     assert recipe.train.lr == 1e-3
+
+
+def test_overriding_the_scheme_drops_the_other_schemes_params() -> None:
+    assert load_recipe("quickstart").docids.params  # semantic: k, c, encoder
+    assert load_recipe("quickstart", ["docids.scheme=atomic"]).docids.params == {}
+    kept = load_recipe("quickstart", ["docids.scheme=semantic", "docids.params.k=5"]).docids.params
+    assert kept["k"] == 5 and "c" in kept
 
 
 @pytest.mark.parametrize(
@@ -91,3 +109,45 @@ def test_bad_override_is_an_error() -> None:
         load_recipe("quickstart", ["train.epochs"])
     with pytest.raises(ConfigError, match="unknown key"):
         load_recipe("quickstart", ["train.epoch=3"])
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.lr=nan", "train: lr must be a finite positive number, got nan"),
+    ("train.lr=-1", "train: lr must be a finite positive number"),
+    ("train.epochs=.inf", "train: epochs must be a finite positive number, got inf"),
+    ("train.warmup_ratio=5", "train: warmup_ratio must be below 1"),
+    ("train.weight_decay=-0.1", "train: weight_decay must be a finite non-negative number"),
+    ("eval.k=0", "eval: k must be a finite positive number, got 0"),
+    ("eval.baselines=[bm25,splade]", "eval: baselines: unknown 'splade'; known: bm25, dense"),
+    ("eval.measures=[bogus]", "eval: unknown measure 'bogus'"),
+    ("search.num_beams=0", "search: num_beams must be a finite positive number"),
+    ("seal.search.num_beams=-1", "seal.search: num_beams must be a finite positive number"),
+])
+def test_bad_values_are_refused_when_the_recipe_loads(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_recipe("quickstart", [override])
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: a\ntrain:\n  lr: 0.1\n  lr: 0.2\n", "line 4: key 'lr' is given twice in one mapping (first on line 3)"),
+    ("name: a\nname: b\n", "key 'name' is given twice"),
+    ("", "the file is empty"),
+    ("# only a comment\n", "the file is empty"),
+    ("- a\n- b\n", "expected a mapping at the top level"),
+])
+def test_recipe_files_with_repeated_keys_or_nothing_in_them_are_refused(tmp_path: Path, text: str,
+                                                                        message: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_recipe(path)
+
+
+def test_a_recipe_that_is_not_utf8_or_an_override_that_is_not_yaml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_recipe(path)
+    with pytest.raises(ConfigError, match="override 'train.lr=\\[1': the value is not valid YAML"):
+        load_recipe("quickstart", ["train.lr=[1"])

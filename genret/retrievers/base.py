@@ -37,6 +37,12 @@ class Retriever(Protocol):
     def from_pretrained(cls, path: str | os.PathLike) -> Retriever: ...
 
 
+def check_k(k: int) -> None:
+    """Every ``search`` refuses a ``k`` that is not a positive integer (0 would return nothing, -1 all but one)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
 def resolve_device(name: str | None) -> Any:
     """``torch.device`` for a retriever: ``None``/``"auto"`` means CUDA when available, else CPU."""
     import torch

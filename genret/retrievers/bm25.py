@@ -26,6 +26,7 @@ from typing import Any
 import bm25s
 
 from genret.evaluation import Run
+from genret.retrievers.base import check_k
 from indexing.artifacts import ArtifactError, load_json, read_manifest, save_json, write_artifact
 from indexing.columns import column, document_texts
 
@@ -151,6 +152,7 @@ class BM25Retriever:
         with the query (score 0) are left out, so a query that is empty or has no indexed term
         maps to ``{}``.
         """
+        check_k(k)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         run: Run = {qid: {} for qid in queries}

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from genret.evaluation import Run
+from genret.retrievers.base import check_k
 from indexing.artifacts import load_json, load_npy, read_manifest, save_json, save_npy, write_artifact
 from indexing.columns import column
 from indexing.embeddings import encode_corpus, encode_texts
@@ -38,6 +39,7 @@ class DenseRetriever:
 
     def search(self, queries: dict[str, str], k: int = 100, progress: bool = False) -> Run:
         """Top-``k`` documents per query by cosine similarity."""
+        check_k(k)
         qids = list(queries)
         if not qids:
             return {}

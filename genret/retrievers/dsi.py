@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from transformers import LogitsProcessorList
 
-from genret.config import from_dict, to_dict
+from genret.config import check_numbers, from_dict, to_dict
 from genret.constraints import ConstrainedLogitsProcessor, TrieConstraint
 from genret.evaluation import Run
 from genret.models import load_model, save_model
-from genret.retrievers.base import resolve_device, search_in_batches
-from indexing.artifacts import read_manifest, write_artifact
+from genret.retrievers.base import check_k, resolve_device, search_in_batches
+from indexing.artifacts import check_counts, read_manifest, write_artifact
 from indexing.index import DocidIndex
 
 KIND = "dsi-retriever"
@@ -39,6 +39,9 @@ class SearchConfig:
     """Queries per generate call."""
     max_source_length: int = 64
     """Query tokens kept (the rest is truncated)."""
+
+    def __post_init__(self) -> None:
+        check_numbers(self, positive=("num_beams", "batch_size", "max_source_length"))
 
 
 class DsiRetriever:
@@ -98,8 +101,14 @@ class DsiRetriever:
         docs = docs.reshape(len(texts), k)
         return [list(zip(d.tolist(), s.tolist(), strict=True)) for d, s in zip(docs, scores, strict=True)]
 
+    @property
+    def doc_ids(self) -> list[str]:
+        """The ids of the documents this retriever indexed, in index order."""
+        return list(self.index.docids.doc_ids)
+
     def search(self, queries: dict[str, str], k: int = 10, progress: bool = True) -> Run:
         """``{qid: {doc_id: score}}`` for the top ``k`` documents of every query."""
+        check_k(k)
         return search_in_batches(self.search_texts, self.index.docids.doc_ids, queries, k, self.config.batch_size,
                                  progress)
 
@@ -120,4 +129,5 @@ class DsiRetriever:
         manifest = read_manifest(folder, kind=KIND)
         model, tokenizer = load_model(folder / "model")
         index = DocidIndex.from_files(folder / "index", manifest["config"]["index"])
+        check_counts(folder, manifest, index.counts())
         return cls(model, tokenizer, index, from_dict(SearchConfig, manifest["config"]["search"]), device=device)

@@ -28,14 +28,14 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from genret.config import from_dict, to_dict
+from genret.config import check_numbers, from_dict, to_dict
 from genret.constraints import ConstrainedLogitsProcessor
 from genret.constraints.ngram import NgramConstraint
 from genret.evaluation import Run
 from genret.models import load_model, save_model
-from genret.retrievers.base import resolve_device, search_in_batches
+from genret.retrievers.base import check_k, resolve_device, search_in_batches
 from genret.retrievers.seal_scoring import SealScoring, score_documents
-from indexing.artifacts import read_manifest, write_artifact
+from indexing.artifacts import check_counts, read_manifest, write_artifact
 from indexing.ngrams import NgramIndex
 
 KIND = "seal-retriever"
@@ -68,6 +68,10 @@ class SealSearchConfig:
     rescore_batch: int = 256
     """N-grams per teacher-forced rescoring pass."""
     scoring: SealScoring = field(default_factory=SealScoring)
+
+    def __post_init__(self) -> None:
+        check_numbers(self, positive=("num_beams", "max_length", "batch_size", "max_source_length", "rescore_batch"),
+                      non_negative=("enumerate_width", "keep_top", "constraint_threads"))
 
 
 def _default_threads() -> int:
@@ -206,8 +210,14 @@ class SealRetriever:
             results.append(score_documents(keys, lp, self.index, self.config.scoring)[:k])
         return results
 
+    @property
+    def doc_ids(self) -> list[str]:
+        """The ids of the documents this retriever indexed, in index order."""
+        return list(self.index.doc_ids)
+
     def search(self, queries: dict[str, str], k: int = 10, progress: bool = True) -> Run:
         """``{qid: {doc_id: score}}`` for the top ``k`` documents of every query (fewer if fewer matched)."""
+        check_k(k)
         return search_in_batches(self.search_texts, self.index.doc_ids, queries, k, self.config.batch_size, progress)
 
     # ------------------------------------------------------------- save / load
@@ -229,4 +239,5 @@ class SealRetriever:
         manifest = read_manifest(folder, kind=KIND)
         model, tokenizer = load_model(folder / "model")
         index = NgramIndex.from_files(folder / "index", manifest["config"]["index"])
+        check_counts(folder, manifest, index.counts())
         return cls(model, tokenizer, index, from_dict(SealSearchConfig, manifest["config"]["search"]), device=device)

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from genret.config import ConfigError, load_config
+from genret.config import load_config, read_yaml
 
 BASELINES = ("bm25", "dense")
 GENERATIVE = ("dsi", "seal")
@@ -128,10 +126,7 @@ class SweepConfig:
 
 def sweep_kind(path: str | Path) -> str:
     """A sweep recipe's top-level ``kind`` (``quality`` when absent)."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return str(data.get("kind", "quality"))
+    return str(read_yaml(path).get("kind", "quality"))
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing.artifacts import load_json, read_manifest, save_json, write_artifact
+from indexing.artifacts import check_counts, load_json, read_manifest, save_json, write_artifact
 from indexing.columns import column, column_names, document_texts
 from indexing.ngrams.base import NgramShard
 from indexing.ngrams.ranges import Ranges
@@ -238,7 +238,9 @@ class NgramIndex:
         """Load a saved index, arrays memory-mapped; refused if the manifest or a checksum does not match."""
         folder = Path(path)
         manifest = read_manifest(folder, kind=KIND, verify=verify)
-        return cls.from_files(folder, manifest["config"], mmap=mmap)
+        index = cls.from_files(folder, manifest["config"], mmap=mmap)
+        check_counts(folder, manifest, index.counts())
+        return index
 
 
 INT32_MAX = np.iinfo(np.int32).max

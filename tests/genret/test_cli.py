@@ -78,7 +78,7 @@ def test_flipping_one_byte_in_any_file_is_refused(
         data = bytearray(target.read_bytes())
         data[len(data) // 2] ^= 0x20
         target.write_bytes(bytes(data))
-        assert main(["inspect", str(copy)]) == 1, path.name
+        assert main(["inspect", str(copy)]) == 3, path.name
         err = capsys.readouterr().err
         assert path.name in err or "manifest" in err
         with pytest.raises(ValueError):
@@ -86,9 +86,26 @@ def test_flipping_one_byte_in_any_file_is_refused(
 
 
 @needs_data
-def test_index_refuses_to_overwrite_without_flag(cranfield_indexes: dict[str, Path]) -> None:
-    with pytest.raises(SystemExit, match="--overwrite"):
-        main(["index", "--data", str(CRANFIELD), "--scheme", "atomic", "--out", str(cranfield_indexes["atomic"])])
+def test_index_refuses_to_overwrite_without_flag(cranfield_indexes: dict[str, Path],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["index", "--data", str(CRANFIELD), "--scheme", "atomic", "--out",
+                 str(cranfield_indexes["atomic"])]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_an_artifact(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "mydata"
+    data.mkdir()
+    (data / "corpus.jsonl").write_text('{"_id": "1", "text": "a document"}\n')
+    (data / "notes.txt").write_text("mine")
+    for command in ("index", "ngrams"):
+        extra = ["--scheme", "atomic"] if command == "index" else []
+        assert main([command, "--data", str(data), *extra, "--out", str(data), "--overwrite"]) == 2
+        assert "not a genret artifact folder" in capsys.readouterr().err
+    assert sorted(p.name for p in data.iterdir()) == ["corpus.jsonl", "notes.txt"]
+    assert main(["index", "--data", str(data), "--scheme", "atomic", "--out", str(data / "notes.txt" / "x")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_malformed_corpus_line_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,8 +163,8 @@ def test_ngrams_builds_a_verified_index_that_loads_and_counts(tmp_path, capsys, 
     title = [1, *tok.encode(corpus[7]["title"]), 2]
     docs, starts = index.locate(index.find([title]), limit=5)[0]
     assert docs.tolist() == [7] and starts.tolist() == [0]
-    with pytest.raises(SystemExit, match="exists"):
-        main(["ngrams", "--data", "minicorpus", "--out", str(out)])
+    assert main(["ngrams", "--data", "minicorpus", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
 
 
 def test_index_scheme_ngram_is_the_ngrams_command(tmp_path, capsys) -> None:
@@ -161,7 +178,60 @@ def test_index_scheme_ngram_is_the_ngrams_command(tmp_path, capsys) -> None:
     x, y = NgramIndex.load(a), NgramIndex.load(b)
     assert x.backend == y.backend == "fm" and x.n_tokens == y.n_tokens and x.doc_ids == y.doc_ids
     assert [t.tolist() for t in x.next_tokens_csr(x.root(1))] == [t.tolist() for t in y.next_tokens_csr(y.root(1))]
-    with pytest.raises(SystemExit, match="--k do not apply"):
-        main(["index", "--data", "minicorpus", "--scheme", "ngram", "--k", "10", "--out", str(tmp_path / "c")])
-    with pytest.raises(SystemExit, match="--backend only apply"):
-        main(["index", "--data", "minicorpus", "--scheme", "atomic", "--backend", "sa", "--out", str(tmp_path / "d")])
+    assert main(["index", "--data", "minicorpus", "--scheme", "ngram", "--k", "10", "--out", str(tmp_path / "c")]) == 2
+    assert "--k do not apply" in capsys.readouterr().err
+    assert main(["index", "--data", "minicorpus", "--scheme", "atomic", "--backend", "sa", "--out",
+                 str(tmp_path / "d")]) == 2
+    assert "--backend only apply" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "option", "why"), [
+    (["search", "--index", "x", "q", "-k", "0"], "-k", "expected a positive integer, got '0'"),
+    (["search", "--index", "x", "q", "-k", "-1"], "-k", "expected a positive integer, got '-1'"),
+    (["evaluate", "--data", "minicorpus", "--k", "0"], "--k", "expected a positive integer"),
+    (["evaluate", "--data", "minicorpus", "--measures", "bogus"], "--measures", "unknown measure 'bogus'"),
+    (["index", "--data", "minicorpus", "--scheme", "naive", "--seed", "-1", "--out", "o"], "--seed",
+     "expected a non-negative integer, got '-1'"),
+    (["ngrams", "--data", "minicorpus", "--shard-tokens", "-5", "--out", "o"], "--shard-tokens",
+     "expected a positive integer"),
+    (["ngrams", "--data", "minicorpus", "--shard-tokens", "0", "--out", "o"], "--shard-tokens",
+     "expected a positive integer"),
+    (["ngrams", "--data", "minicorpus", "--title-markers", "1", "x", "--out", "o"], "--title-markers",
+     "expected an integer, got 'x'"),
+])
+def test_bad_option_values_are_refused_before_any_work(argv: list[str], option: str, why: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and why in err
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, True])
+def test_every_retriever_refuses_a_k_that_is_not_a_positive_integer(k: object) -> None:
+    from genret.retrievers.bm25 import BM25Retriever
+    from indexing.corpus import load_corpus
+
+    retriever = BM25Retriever.index(load_corpus("minicorpus"), show_progress=False)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        retriever.search({"q": "tidal energy"}, k=k)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\x07\x1b"])
+def test_search_refuses_a_query_with_nothing_in_it_before_loading_anything(query: str, capsys) -> None:
+    assert main(["search", "--index", "no-such-folder", "bees", query]) == 2
+    assert "nothing to search in" in capsys.readouterr().err
+
+
+def test_a_missing_tokenizer_folder_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    missing = str(tmp_path / "no" / "such" / "tokenizer")
+    assert main(["ngrams", "--data", "minicorpus", "--tokenizer", missing, "--out", str(tmp_path / "o")]) == 2
+    assert f"tokenizer folder not found: {missing}" in capsys.readouterr().err
+
+
+def test_a_missing_encoder_folder_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    missing = str(tmp_path / "no" / "such" / "encoder")
+    assert main(["index", "--data", "minicorpus", "--scheme", "semantic", "--encoder", missing,
+                 "--out", str(tmp_path / "o")]) == 2
+    assert f"encoder folder not found: {missing}" in capsys.readouterr().err

@@ -115,7 +115,21 @@ def test_saved_retriever_loads_searches_like_the_run_and_passes_inspect(finished
     assert main(["inspect", str(folder)]) == 0
     printed = capsys.readouterr().out
     assert "dsi-retriever" in printed and "OK: every file matches" in printed
-    assert main(["inspect", str(Path(recipe.output_dir) / "train")]) == 1  # not an artifact
+    assert main(["inspect", str(Path(recipe.output_dir) / "train")]) == 3  # not an artifact
+
+
+def test_evaluate_refuses_an_index_built_on_another_corpus(finished, tmp_path: Path, capsys) -> None:
+    recipe, _ = finished
+    folder = str(Path(recipe.output_dir) / "retriever")
+    other = tmp_path / "other"
+    (other / "qrels").mkdir(parents=True)
+    (other / "corpus.jsonl").write_text(json.dumps({"_id": "x1", "text": "honey bees"}) + "\n")
+    (other / "queries.jsonl").write_text(json.dumps({"_id": "q", "text": "bees"}) + "\n")
+    (other / "qrels" / "test.tsv").write_text("q\tx1\t1\n")
+    assert main(["evaluate", "--index", folder, "--data", str(other), "--k", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "indexes another corpus" in err and "200 documents are not in it" in err and "--allow-other-corpus" in err
+    assert main(["evaluate", "--index", folder, "--data", str(other), "--k", "2", "--allow-other-corpus"]) == 0
 
 
 def test_check_expected_flags_figures_outside_the_band_either_way(finished) -> None:
@@ -257,3 +271,30 @@ def test_frozen_encoder_recipe_with_keywords_and_a_teacher(tmp_path) -> None:
     for name, value in fresh.get_encoder().state_dict().items():
         assert (saved.model.get_encoder().state_dict()[name] == value).all(), name
     assert saved.model.get_output_embeddings().weight.shape[0] == saved.index.docids.vocab_size < 1000
+
+
+def test_resume_refuses_a_changed_recipe_before_any_work(tmp_path: Path) -> None:
+    from genret.config import ConfigError, to_dict
+    from genret.pipeline import refuse_changed_recipe, run_recipe
+    from genret.recipe import load_recipe
+
+    recipe = load_recipe("quickstart", [f"output_dir={tmp_path}", "data.path=/no/such/data"])
+    saved = to_dict(recipe)
+    saved["train"]["lr"], saved["train"]["epochs"] = 0.5, 99.0
+    (tmp_path / "recipe.json").write_text(json.dumps(saved))
+    before = (tmp_path / "recipe.json").read_text()
+    with pytest.raises(ConfigError, match=r"train.epochs: 99.0 -> 3.0; train.lr: 0.5 -> 0.002"):
+        run_recipe(recipe, resume=True)  # refused before the (missing) data is read, and nothing is written
+    assert (tmp_path / "recipe.json").read_text() == before
+    logged = to_dict(recipe)
+    logged["train"]["log_every"], logged["expected"] = 7, {}
+    refuse_changed_recipe(logged, to_dict(recipe), tmp_path / "recipe.json")  # logging and checks may change
+
+
+def test_overrides_may_follow_flags_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from genret.cli import main
+
+    assert main(["run", "quickstart", "--resume", "train.lr=nan"]) == 2  # the override was read, and refused
+    assert "lr must be a finite positive number" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "quickstart", "--resume", "--bogus"])

@@ -197,6 +197,23 @@ def test_kill_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path: Path) ->
         train(tiny_t5(), data, collate, TrainConfig(output_dir=str(out_b), **config), progress=False)
 
 
+def test_a_resumed_run_logs_the_same_lines_when_a_checkpoint_falls_inside_a_log_window(tmp_path: Path) -> None:
+    data = rows(24)
+    config = dict(max_steps=8, batch_size=4, lr=1e-2, checkpoint_every=3, keep_checkpoints=0, log_every=2)
+    train(tiny_t5(), data, collate, TrainConfig(output_dir=str(tmp_path / "a"), **config), progress=False)
+    out_b = tmp_path / "b"
+    train(tiny_t5(), data, collate, TrainConfig(output_dir=str(out_b), **config), progress=False)
+    import shutil
+
+    for later in (out_b / "checkpoints").glob("step-*"):
+        if int(later.name[5:]) > 3:
+            shutil.rmtree(later)  # as a kill after step 3 would leave it: the step-4 line averages steps 3 and 4
+    train(tiny_t5(), data, collate, TrainConfig(output_dir=str(out_b), **config), resume=True, progress=False)
+    lines_a, lines_b = metrics(tmp_path / "a"), metrics(out_b)
+    assert [m["step"] for m in lines_b] == [2, 4, 6, 8]
+    assert [m["loss"] for m in lines_b] == [m["loss"] for m in lines_a]
+
+
 @pytest.mark.parametrize(("n", "batch", "group"), [(103, 8, 3), (96, 8, 50), (5, 8, 2), (64, 1, 4)])
 def test_length_grouped_batches_are_a_permutation_cut_from_sorted_windows(n: int, batch: int, group: int) -> None:
     lengths = torch.randint(1, 30, (n,), generator=torch.Generator().manual_seed(n)).tolist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,115 @@ def test_edited_manifest_is_refused(tmp_path: Path) -> None:
     (out / "manifest.json").write_text(text.replace('"num_beams": 10', '"num_beams": 11'))
     with pytest.raises(ArtifactError, match="manifest was modified"):
         read_manifest(out)
+
+
+def _digest_of(manifest: dict) -> str:
+    from indexing.artifacts import _digest
+
+    return _digest(manifest)
+
+
+@pytest.mark.parametrize("name", ["../../../../etc/passwd", "/etc/passwd", "sub/../../x", "./a.npy", "a\\b",
+                                  "", "sub//meta.json", "manifest.json"])
+def test_manifest_entries_must_stay_inside_the_folder(tmp_path: Path, name: str) -> None:
+    out = write_artifact(tmp_path / "art", "k", _write)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"][name] = {"sha256": sha256_file(Path("/etc/hostname")) if Path("/etc/hostname").exists()
+                               else "0" * 64, "size": 5}
+    manifest["digest"] = _digest_of(manifest)  # recomputed with the project's own function
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    for verify in (True, False):
+        with pytest.raises(ArtifactError, match="not a plain relative path inside the folder"):
+            read_manifest(out, verify=verify)
+
+
+def test_a_symlink_leading_outside_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+
+    def write(tmp: Path) -> None:
+        _write(tmp)
+        (tmp / "link.txt").symlink_to(secret)
+
+    out = write_artifact(tmp_path / "art", "k", write)
+    with pytest.raises(ArtifactError, match="leads outside the folder"):
+        read_manifest(out)
+
+
+@pytest.mark.parametrize("entry", [{"size": "5", "sha256": "0" * 64}, {"size": -1, "sha256": "0" * 64},
+                                   {"size": 3}, "oops"])
+def test_malformed_file_entries_are_refused(tmp_path: Path, entry: object) -> None:
+    out = write_artifact(tmp_path / "art", "k", _write)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"]["a.npy"] = entry
+    manifest["digest"] = _digest_of(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="'a.npy': expected"):
+        read_manifest(out)
+
+
+def test_overwrite_replaces_only_a_genret_artifact(tmp_path: Path) -> None:
+    mine = tmp_path / "mydata"
+    mine.mkdir()
+    (mine / "corpus.jsonl").write_text("{}\n")
+    with pytest.raises(FileExistsError, match="not a genret artifact folder"):
+        write_artifact(mine, "k", _write, overwrite=True)
+    assert (mine / "corpus.jsonl").read_text() == "{}\n"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a genret artifact folder"):
+        write_artifact(a_file, "k", _write, overwrite=True)
+    with pytest.raises(FileExistsError, match="notes.txt is a file, not a folder"):
+        write_artifact(a_file / "sub", "k", _write)
+    assert a_file.read_text() == "keep me"
+
+
+def test_a_write_removes_what_a_killed_write_left_and_says_so(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    leftovers = [tmp_path / f".art.tmp-{pid}-x1y2", tmp_path / f".art.old-{pid}"]
+    live = tmp_path / f".art.tmp-{os.getpid()}-live"  # a write in progress (this process): kept
+    other = tmp_path / f".art2.tmp-{pid}-zz"  # another artifact's: kept
+    for folder in (*leftovers, live, other):
+        folder.mkdir()
+        (folder / "part.npy").write_bytes(b"x")
+    with pytest.warns(UserWarning, match="removed 2 folder"):
+        write_artifact(tmp_path / "art", "k", _write)
+    assert not any(p.exists() for p in leftovers) and live.exists() and other.exists()
+
+
+def test_artifact_folders_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        out = write_artifact(tmp_path / "art", "k", _write)
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize("kind", ["docids", "ngrams"])
+def test_manifest_counts_must_match_the_files(tmp_path: Path, kind: str) -> None:
+    from indexing.artifacts import _digest
+    from indexing.corpus import load_corpus
+    from indexing.docids import make_scheme
+    from indexing.index import DocidIndex, build_index
+    from indexing.ngrams import NgramIndex
+    from indexing.tokenizer import load_tokenizer
+
+    corpus = load_corpus("minicorpus", progress=False).select(range(20))
+    tok = load_tokenizer("minilm")
+    if kind == "docids":
+        index, loader = build_index(corpus, make_scheme("atomic"), tok), DocidIndex.load
+    else:
+        index, loader = NgramIndex.build(corpus, tok), NgramIndex.load
+    out = index.save(tmp_path / "idx")
+    assert loader(out).counts() == index.counts()
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["counts"]["documents"] = 999
+    manifest["digest"] = _digest(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="counts do not match its files .*documents: manifest 999, files 20"):
+        loader(out)

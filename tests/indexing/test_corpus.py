@@ -51,9 +51,19 @@ def write_jsonl(path: Path, lines: list[object | str]) -> Path:
     return path
 
 
+def plain(records: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The records with tabs and line breaks turned into spaces: what a plain TSV can hold."""
+    table = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
+    return [{k: v.translate(table) for k, v in r.items()} for r in records]
+
+
 def write_delimited(path: Path, records: list[dict[str, str]], delimiter: str,
                     columns: list[str] | None = None) -> Path:
     columns = columns or list(records[0])
+    if delimiter == "\t":  # plain TSV: one record per line, no quoting
+        lines = ["\t".join(columns)] + ["\t".join(r.get(c, "") for c in columns) for r in records]
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return path
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, delimiter=delimiter)
         writer.writerow(columns)
@@ -76,15 +86,15 @@ def test_same_records_load_identically_from_every_format(tmp_path: Path) -> None
     write_jsonl(tmp_path / "c.jsonl", as_jsonl)
     with gzip.open(tmp_path / "c.jsonl.gz", "wt", encoding="utf-8") as handle:
         handle.write("".join(json.dumps(r) + "\n" for r in as_jsonl))
-    write_delimited(tmp_path / "c.tsv", RECORDS, "\t")
+    write_delimited(tmp_path / "c.tsv", plain(RECORDS), "\t")
     write_delimited(tmp_path / "c.csv", RECORDS, ",")
     pq.write_table(pa.Table.from_pylist(RECORDS), tmp_path / "c.parquet")
     sources = [tmp_path / name for name in ("c.jsonl", "c.jsonl.gz", "c.tsv", "c.csv", "c.parquet")]
     sources.append(datasets.Dataset.from_list(RECORDS))
 
     loaded = [load_corpus(source) for source in sources]
-    for corpus in loaded:
-        assert rows(corpus) == RECORDS
+    for source, corpus in zip(sources, loaded, strict=True):
+        assert rows(corpus) == (plain(RECORDS) if str(source).endswith(".tsv") else RECORDS)
         assert corpus.column_names == ["_id", "title", "text", "url"]
         assert all(corpus.features[c] == datasets.Value("string") for c in corpus.column_names)
 
@@ -112,12 +122,13 @@ def test_arbitrary_text_round_trips_through_jsonl_tsv_csv(
 ) -> None:
     records = [{"_id": f"d{i}", "title": title, "text": text} for i, (title, text) in enumerate(docs)]
     write_jsonl(tmp_path / "p.jsonl", records)
-    write_delimited(tmp_path / "p.tsv", records, "\t")
+    write_delimited(tmp_path / "p.tsv", plain(records), "\t")
     write_delimited(tmp_path / "p.csv", records, ",")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # empty documents are reported; fine here
         for name in ("p.jsonl", "p.tsv", "p.csv"):
-            assert rows(load_corpus(tmp_path / name)) == records
+            want = plain(records) if name.endswith(".tsv") else records
+            assert rows(load_corpus(tmp_path / name)) == want
 
 
 # --- validation errors name file, line and field ----------------------------------------------
@@ -181,6 +192,37 @@ def test_tsv_errors_name_file_line_and_field(tmp_path: Path, header: list[str], 
     with pytest.raises(CorpusError) as info:
         load_corpus(path)
     assert expected in str(info.value)
+
+
+def test_a_tsv_is_one_record_per_line_and_keeps_quotes(tmp_path: Path) -> None:
+    path = tmp_path / "stray.tsv"
+    path.write_text('_id\ttitle\ttext\n1\tt1\tfirst doc\n2\tt2\t"quoted start but no end\n3\tt3\tthird doc\n'
+                    '4\tt4\tsays "hi" twice\n5\tt5\t"fully quoted"\n')
+    corpus = load_corpus(path)
+    assert corpus["_id"] == ["1", "2", "3", "4", "5"]
+    assert corpus["text"] == ["first doc", '"quoted start but no end', "third doc", 'says "hi" twice',
+                              '"fully quoted"']
+
+
+@pytest.mark.parametrize(("text", "line", "what"), [
+    ('_id,text\n1,first\n2,"opens and never closes\n3,third\n4,fourth\n', 3, "never closes"),
+    ('_id,text\n1,first\n2,"closed" then text\n3,third\n', 3, "expected after"),
+])
+def test_a_csv_quote_that_does_not_close_is_refused_with_its_line(tmp_path: Path, text: str, line: int,
+                                                                   what: str) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(text)
+    with pytest.raises(CorpusError, match=rf"c\.csv:{line}: .*{what}"):
+        load_corpus(path)
+
+
+@pytest.mark.parametrize("name", ["c.tsv", "c.csv"])
+def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path, name: str) -> None:
+    sep = "\t" if name.endswith(".tsv") else ","
+    path = tmp_path / name
+    path.write_text(sep.join(["_id", "text", "text"]) + "\n" + sep.join(["a", "x", "y"]) + "\n")
+    with pytest.raises(CorpusError, match=rf"{name}:1: the header names 'text' more than once"):
+        load_corpus(path)
 
 
 def test_csv_line_numbers_count_multiline_fields(tmp_path: Path) -> None:
@@ -284,16 +326,62 @@ def test_duplicate_query_ids(tmp_path: Path) -> None:
 # --- empty documents, extra columns, stats ------------------------------------------------------
 
 
+@pytest.mark.parametrize("bad", ["has space", "tab\there", "bell\x07", "nbsp\u00a0x", "zw\u200bj", "end\n"])
+@pytest.mark.parametrize("fmt", ["jsonl", "tsv", "parquet", "queries"])
+def test_ids_with_whitespace_or_control_characters_are_refused_at_load(tmp_path: Path, bad: str, fmt: str) -> None:
+    good = {"_id": "ok", "title": "", "text": "fine"}
+    record = {"_id": bad, "title": "", "text": "x"}
+    if fmt == "tsv" and any(c in bad for c in "\t\n"):
+        pytest.skip("a tab or line break inside a TSV field is a field or record boundary")
+    path = tmp_path / f"c.{'jsonl' if fmt == 'queries' else fmt}"
+    if fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist([good, record]), path)
+        where = "row 1"
+    elif fmt == "tsv":
+        write_delimited(path, [good, record], "\t")
+        where = ":3"
+    else:
+        write_jsonl(path, [good, record])
+        where = ":2"
+    with pytest.raises(CorpusError) as info:
+        load_queries(path) if fmt == "queries" else load_corpus(path)
+    message = str(info.value)
+    assert where in message and "field '_id'" in message and repr(bad) in message and "TREC" in message
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("c.jsonl", ""), ("c.jsonl", "\n  \n\n"), ("c.tsv", "_id\ttext\n"), ("c.tsv", "_id\ttext\n\n \n"),
+    ("c.csv", "_id,text\n"), ("c.parquet", None),
+])
+def test_a_corpus_with_no_documents_is_refused(tmp_path: Path, name: str, content: str | None) -> None:
+    path = tmp_path / name
+    if content is None:
+        pq.write_table(pa.table({"_id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), path)
+    else:
+        path.write_text(content)
+    with pytest.raises(CorpusError, match=rf"{name}: no documents"):
+        load_corpus(path)
+    with pytest.raises(CorpusError, match="no documents"):
+        load_corpus(datasets.Dataset.from_dict({"_id": [], "text": []}))
+
+
 def test_empty_documents_are_kept_counted_and_reported(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "corpus.jsonl", [GOOD, {"_id": "e1", "text": ""},
                                                    {"_id": "e2", "title": " ", "text": "\n"},
-                                                   {"_id": "t", "title": "only a title", "text": ""}])
-    with pytest.warns(DataWarning, match=r"2 empty documents \(no title, no text\), kept: 'e1', 'e2'"):
+                                                   {"_id": "t", "title": "only a title", "text": ""},
+                                                   {"_id": "c", "title": "\u200b", "text": "\x07\x1b\u00a0"}])
+    with pytest.warns(DataWarning, match=r"3 empty documents \(no title, no text\), kept: 'e1', 'e2', 'c'"):
         corpus = load_corpus(path)
-    assert len(corpus) == 4
+    assert len(corpus) == 5
     stats = corpus_stats(corpus)
-    assert stats["documents"] == 4 and stats["empty_documents"] == 2
-    assert stats["with_title"] == 2 and stats["empty_text"] == 3
+    assert stats["documents"] == 5 and stats["empty_documents"] == 3
+    assert stats["with_title"] == 2 and stats["empty_text"] == 4
+
+
+def test_control_only_queries_are_reported_as_empty(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "queries.jsonl", [{"_id": "a", "text": "bees"}, {"_id": "b", "text": "\x07\x08"}])
+    with pytest.warns(DataWarning, match=r"1 empty queries .*'b'"):
+        assert load_queries(path) == {"a": "bees", "b": "\x07\x08"}
 
 
 def test_image_corpus_keeps_image_column_without_empty_warning(tmp_path: Path) -> None:
@@ -342,6 +430,11 @@ def test_qrels_trec_format(tmp_path: Path) -> None:
     ("q1\t\t1\n", r"qrels\.tsv:1: field 'corpus-id': empty"),
     ("q1 0 d1 1\nq1 0 d2 x\n", r"qrels\.tsv:2: field 'relevance': expected an integer grade, got 'x'"),
     ("a b c d e\n", r"qrels\.tsv:1: expected 3 columns .* or 4"),
+    # headerless, first grade not an integer: an error on line 1, not a header taken silently
+    ("q1\td1\tx\nq1\td2\t1\n", r"qrels\.tsv:1: field 'score': expected an integer grade, got 'x'"),
+    ("q1\td1\t99999999999999999999\n", r"qrels\.tsv:1: field 'score': expected a grade within"),
+    ("", r"qrels\.tsv: no judgments \(the file is empty\)"),
+    ("query-id\tcorpus-id\tscore\n\n", r"qrels\.tsv: no judgments \(the file is empty but for its header\)"),
 ])
 def test_qrels_errors_name_file_line_and_field(tmp_path: Path, content: str, expected: str) -> None:
     (tmp_path / "qrels.tsv").write_text(content)
@@ -439,3 +532,31 @@ def test_real_collections_load_with_the_right_counts(name: str, split: str) -> N
         assert reported == []
     if name == "flickr8k-1k":
         assert data.corpus.column_names == ["_id", "title", "text", "image"] and stats["with_image"] == 1000
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ('{"_id": "a", "text": "x", "text": "y"}', r"c\.jsonl:2: field 'text': given twice in one record"),
+    ('{"_id": "a", "_id": "b", "text": "y"}', r"c\.jsonl:2: field '_id': given twice in one record"),
+    ("[" * 100000 + "]" * 100000, r"c\.jsonl:2: .*(nested too deeply|expected a JSON object)"),
+])
+def test_json_keys_given_twice_and_deep_nesting_are_refused(tmp_path: Path, line: str, expected: str) -> None:
+    path = write_jsonl(tmp_path / "c.jsonl", [GOOD, line])
+    with pytest.raises(CorpusError, match=expected):
+        load_corpus(path)
+
+
+def test_damaged_gzip_and_parquet_files_are_refused_with_their_names(tmp_path: Path) -> None:
+    good = tmp_path / "c.jsonl.gz"
+    with gzip.open(good, "wt", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps({"_id": f"d{i}", "text": "x" * 50}) + "\n" for i in range(200)))
+    truncated = tmp_path / "t.jsonl.gz"
+    truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    not_gzip = tmp_path / "n.jsonl.gz"
+    not_gzip.write_bytes(b"plain text, not gzip\n")
+    for path in (truncated, not_gzip):
+        with pytest.raises(CorpusError, match=rf"{path.name}:\d+: cannot be read as gzip"):
+            load_corpus(path)
+    parquet = tmp_path / "c.parquet"
+    parquet.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(CorpusError, match="c.parquet: not a readable parquet file"):
+        load_corpus(parquet)
