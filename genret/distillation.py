@@ -24,12 +24,18 @@ import numpy as np
 
 from indexing.docids.base import Docids
 
-TEACHERS = ("bm25", "dense")
+TEACHERS = ("bm25", "dense", "bm25+dense")
+RRF_K = 60
+"""Reciprocal rank fusion's constant (Cormack et al. 2009): a document's fused score is sum 1 / (RRF_K + rank)."""
 TASK = "distill"
 
 
 def teacher_run(teacher: str, corpus: Any, queries: dict[str, str], depth: int) -> dict[str, dict[str, float]]:
-    """The teacher's top ``depth`` documents for each query (``{qid: {doc_id: score}}``)."""
+    """The teacher's top ``depth`` documents for each query (``{qid: {doc_id: score}}``); ``"bm25+dense"`` fuses
+    both teachers' top ``3 x depth`` by reciprocal rank (:func:`fuse_runs`)."""
+    if teacher == "bm25+dense":
+        runs = [teacher_run(name, corpus, queries, 3 * depth) for name in ("bm25", "dense")]
+        return fuse_runs(runs, depth)
     if teacher == "bm25":
         from genret.retrievers.bm25 import BM25Retriever
 
@@ -39,6 +45,19 @@ def teacher_run(teacher: str, corpus: Any, queries: dict[str, str], depth: int) 
 
         return DenseRetriever.index(corpus).search(queries, k=depth, progress=True)
     raise ValueError(f"unknown teacher {teacher!r}; valid: {', '.join(TEACHERS)}")
+
+
+def fuse_runs(runs: Sequence[dict[str, dict[str, float]]], depth: int) -> dict[str, dict[str, float]]:
+    """Reciprocal rank fusion: each document scores ``sum 1 / (RRF_K + rank)`` over the runs that rank it (rank
+    from 1, by score, ties by doc id); the top ``depth`` per query, every query of any run kept."""
+    fused: dict[str, dict[str, float]] = {}
+    for run in runs:
+        for qid, docs in run.items():
+            scores = fused.setdefault(qid, {})
+            for rank, doc in enumerate(sorted(docs, key=lambda d: (-docs[d], d)), start=1):
+                scores[doc] = scores.get(doc, 0.0) + 1.0 / (RRF_K + rank)
+    return {qid: dict(sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:depth])
+            for qid, scores in fused.items()}
 
 
 def teacher_probabilities(scores: np.ndarray, temperature: float) -> np.ndarray:

@@ -70,3 +70,12 @@ def test_seal_scoring_benchmark_finds_the_reference_rankings(bench, tmp_path) ->
     assert set(report["results"]) == {"reference", "new", "new_first_stage_only"}
     assert report["ratio_reference_over_new"] > 0 and 0 <= report["ndcg10"]["new"] <= 1
     assert (tmp_path / "out.json").is_file()
+
+
+def test_teacher_quality_judges_every_teacher_on_train_queries_only(bench, tmp_path) -> None:
+    module = bench("teacher_quality")
+    report = module.main(["--data", "minicorpus", "--split", "train", "--json", str(tmp_path / "t.json")])
+    assert set(report["teachers"]) == {"bm25", "dense", "bm25+dense"} and report["queries"] == 200
+    assert all(0.0 < t["nDCG@10"] <= 1.0 for t in report["teachers"].values())
+    with pytest.raises(SystemExit, match="never on the test queries"):
+        module.main(["--data", "minicorpus", "--split", "test"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from genret.data import build_training_pairs
-from genret.distillation import distill_pairs, teacher_probabilities, teacher_run
+from genret.distillation import RRF_K, distill_pairs, fuse_runs, teacher_probabilities, teacher_run
 from indexing.corpus import load_beir
 from indexing.docids import make_scheme
 from indexing.tokenizer import load_tokenizer
@@ -29,6 +29,31 @@ def test_teacher_probabilities_are_a_scale_free_softmax() -> None:
     expected = np.exp([2.0, 1.0, 0.0]) / np.exp([2.0, 1.0, 0.0]).sum()
     np.testing.assert_allclose(p, expected)
     np.testing.assert_allclose(teacher_probabilities(np.array([1.0, 0.5, 0.0]), 0.5), expected)
+
+
+def test_reciprocal_rank_fusion_against_the_formula() -> None:
+    bm25 = {"q": {"a": 9.0, "b": 7.0, "c": 7.0}, "only-bm25": {"x": 1.0}}
+    dense = {"q": {"c": 0.9, "d": 0.8, "a": 0.1}}
+    fused = fuse_runs([bm25, dense], depth=3)
+
+    def rrf(*ranks: int) -> float:
+        return sum(1.0 / (RRF_K + r) for r in ranks)
+
+    # bm25 ranks a, b, c (b before c: ties by id); dense ranks c, d, a
+    expected = {"a": rrf(1, 3), "c": rrf(3, 1), "b": rrf(2), "d": rrf(2)}
+    top3 = sorted(expected.items(), key=lambda item: (-item[1], item[0]))[:3]
+    assert list(fused["q"].items()) == top3
+    assert fused["only-bm25"] == {"x": rrf(1)}
+
+
+def test_the_fused_teacher_is_the_fusion_of_both_teachers_deeper_runs(mini) -> None:
+    corpus, _, _ = mini
+    queries = {str(i): corpus[i]["title"] for i in range(3)}
+    fused = teacher_run("bm25+dense", corpus, queries, depth=5)
+    singles = [teacher_run(name, corpus, queries, depth=15) for name in ("bm25", "dense")]
+    assert fused == fuse_runs(singles, depth=5)
+    for qid in queries:
+        assert len(fused[qid]) == 5 and str(corpus[int(qid)]["_id"]) in fused[qid]  # a title finds its document
 
 
 def test_distilled_rows_point_at_the_teachers_top_documents(mini) -> None:
