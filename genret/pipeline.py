@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from genret.config import ConfigError, to_dict
+from genret.config import ConfigError, from_dict, to_dict
 from genret.data import build_training_pairs
 from genret.distillation import distill_pairs
 from genret.encoder_cache import training_inputs
@@ -187,8 +187,9 @@ def run_recipe(
     out = Path(recipe.output_dir)
     refuse_mixed_runs(out / "train", resume)  # before minutes of indexing, not after
     saved = out / "recipe.json"
-    if resume and saved.is_file():
-        refuse_changed_recipe(json.loads(saved.read_text()), to_dict(recipe), saved)
+    if resume and saved.is_file():  # read through today's schema: a key added since then takes its default
+        before = to_dict(from_dict(Recipe, json.loads(saved.read_text()), "recipe.json"))
+        refuse_changed_recipe(before, to_dict(recipe), saved)
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
     timings: dict[str, float] = {}

@@ -286,6 +286,11 @@ def test_resume_refuses_a_changed_recipe_before_any_work(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=r"train.epochs: 99.0 -> 3.0; train.lr: 0.5 -> 0.002"):
         run_recipe(recipe, resume=True)  # refused before the (missing) data is read, and nothing is written
     assert (tmp_path / "recipe.json").read_text() == before
+    older = to_dict(recipe)
+    del older["data"]["on_duplicate"]  # a recipe.json written before that key existed: its default holds
+    (tmp_path / "recipe.json").write_text(json.dumps(older))
+    with pytest.raises(FileNotFoundError):  # not refused as changed: it goes on to read the (missing) data
+        run_recipe(recipe, resume=True)
     logged = to_dict(recipe)
     logged["train"]["log_every"], logged["expected"] = 7, {}
     refuse_changed_recipe(logged, to_dict(recipe), tmp_path / "recipe.json")  # logging and checks may change
