@@ -265,14 +265,19 @@ def cmd_ngrams(args: argparse.Namespace) -> int:
     from indexing.artifacts import check_output
     from indexing.corpus import load_corpus
     from indexing.ngrams import NgramIndex
-    from indexing.ngrams.index import DEFAULT_SHARD_TOKENS
+    from indexing.ngrams.index import DEFAULT_SHARD_TOKENS, check_title_markers
     from indexing.tokenizer import load_tokenizer
 
     check_output(args.out, args.overwrite)  # before minutes of building, not after
+    markers = tuple(args.title_markers) if args.title_markers else None
+    tokenizer = load_tokenizer(args.tokenizer)
+    try:
+        check_title_markers(markers, tokenizer.vocab_size)
+    except ValueError as err:
+        raise UsageError(f"--title-markers: {err}") from None
     corpus = load_corpus(args.data, on_duplicate=args.on_duplicate)
     print(f"loaded {len(corpus)} documents from {args.data}", file=sys.stderr)
-    markers = tuple(args.title_markers) if args.title_markers else None
-    index = NgramIndex.build(corpus, load_tokenizer(args.tokenizer), backend=args.backend, title_markers=markers,
+    index = NgramIndex.build(corpus, tokenizer, backend=args.backend, title_markers=markers,
                              shard_tokens=args.shard_tokens or DEFAULT_SHARD_TOKENS)
     out = index.save(args.out, overwrite=args.overwrite)
     print(f"wrote {out}: {index.n_docs} documents, {index.n_tokens} tokens, {len(index.shards)} shard(s), "

@@ -9,6 +9,7 @@ No pickle anywhere: arrays are ``.npy`` (``allow_pickle=False``), metadata is JS
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -16,7 +17,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,17 @@ def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
             problems.append(f"{path.relative_to(folder).as_posix()}: not listed in the manifest")
     if problems:
         raise ArtifactError(f"{folder}: damaged artifact:\n  " + "\n  ".join(problems))
+
+
+@contextlib.contextmanager
+def reading(folder: str | os.PathLike) -> Iterator[None]:
+    """Turn what a verified folder's files or config cannot give a loader (a key missing from the config, a value
+    of the wrong type or shape) into an ArtifactError naming the folder, instead of a KeyError deep in a loader."""
+    try:
+        yield
+    except (KeyError, TypeError, IndexError, AttributeError) as err:
+        raise ArtifactError(f"{folder}: the manifest's config or files cannot be read as this kind of artifact "
+                            f"({type(err).__name__}: {err}); rebuild it with the command that wrote it") from None
 
 
 def check_counts(folder: str | os.PathLike, manifest: dict[str, Any], actual: dict[str, int]) -> None:

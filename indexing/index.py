@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexing.artifacts import check_counts, read_manifest, write_artifact
+from indexing.artifacts import check_counts, read_manifest, reading, write_artifact
 from indexing.docids.base import Docids, DocidScheme
 from indexing.tokenizer import TextTokenizer
 from indexing.trie import DocidTrie
@@ -68,7 +68,8 @@ class DocidIndex:
         """Load an index folder, refusing it if the manifest or any checksum does not match."""
         folder = Path(path)
         manifest = read_manifest(folder, kind=KIND, verify=verify)
-        index = cls.from_files(folder, manifest["config"], mmap=mmap)
+        with reading(folder):
+            index = cls.from_files(folder, manifest["config"], mmap=mmap)
         check_counts(folder, manifest, index.counts())
         return index
 

@@ -23,7 +23,7 @@ from genret.constraints import ConstrainedLogitsProcessor, TrieConstraint
 from genret.evaluation import Run
 from genret.models import load_model, save_model
 from genret.retrievers.base import check_k, resolve_device, search_in_batches
-from indexing.artifacts import check_counts, read_manifest, write_artifact
+from indexing.artifacts import check_counts, read_manifest, reading, write_artifact
 from indexing.index import DocidIndex
 
 KIND = "dsi-retriever"
@@ -127,7 +127,9 @@ class DsiRetriever:
         """Load a saved retriever after verifying its manifest and every checksum."""
         folder = Path(path)
         manifest = read_manifest(folder, kind=KIND)
-        model, tokenizer = load_model(folder / "model")
-        index = DocidIndex.from_files(folder / "index", manifest["config"]["index"])
+        with reading(folder):
+            model, tokenizer = load_model(folder / "model")
+            index = DocidIndex.from_files(folder / "index", manifest["config"]["index"])
+            search = from_dict(SearchConfig, manifest["config"]["search"])
         check_counts(folder, manifest, index.counts())
-        return cls(model, tokenizer, index, from_dict(SearchConfig, manifest["config"]["search"]), device=device)
+        return cls(model, tokenizer, index, search, device=device)

@@ -35,7 +35,7 @@ from genret.evaluation import Run
 from genret.models import load_model, save_model
 from genret.retrievers.base import check_k, resolve_device, search_in_batches
 from genret.retrievers.seal_scoring import SealScoring, score_documents
-from indexing.artifacts import check_counts, read_manifest, write_artifact
+from indexing.artifacts import check_counts, read_manifest, reading, write_artifact
 from indexing.ngrams import NgramIndex
 
 KIND = "seal-retriever"
@@ -237,7 +237,9 @@ class SealRetriever:
         """Load a saved retriever after verifying its manifest and every checksum (index memory-mapped)."""
         folder = Path(path)
         manifest = read_manifest(folder, kind=KIND)
-        model, tokenizer = load_model(folder / "model")
-        index = NgramIndex.from_files(folder / "index", manifest["config"]["index"])
+        with reading(folder):
+            model, tokenizer = load_model(folder / "model")
+            index = NgramIndex.from_files(folder / "index", manifest["config"]["index"])
+            search = from_dict(SealSearchConfig, manifest["config"]["search"])
         check_counts(folder, manifest, index.counts())
-        return cls(model, tokenizer, index, from_dict(SealSearchConfig, manifest["config"]["search"]), device=device)
+        return cls(model, tokenizer, index, search, device=device)

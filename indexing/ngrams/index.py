@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from indexing.artifacts import check_counts, load_json, read_manifest, save_json, write_artifact
+from indexing.artifacts import check_counts, load_json, read_manifest, reading, save_json, write_artifact
 from indexing.columns import column, column_names, document_texts
 from indexing.ngrams.base import NgramShard
 from indexing.ngrams.ranges import Ranges
@@ -182,6 +182,7 @@ class NgramIndex:
         batches, streaming the tokens into shards of at most ``shard_tokens``."""
         from tqdm.auto import tqdm
 
+        check_title_markers(title_markers, tokenizer.vocab_size)
         names = column_names(corpus)
         doc_ids = [str(x) for x in column(corpus, "_id")] if "_id" in names else None
         with_titles = title_markers is not None and "title" in names
@@ -238,9 +239,18 @@ class NgramIndex:
         """Load a saved index, arrays memory-mapped; refused if the manifest or a checksum does not match."""
         folder = Path(path)
         manifest = read_manifest(folder, kind=KIND, verify=verify)
-        index = cls.from_files(folder, manifest["config"], mmap=mmap)
+        with reading(folder):
+            index = cls.from_files(folder, manifest["config"], mmap=mmap)
         check_counts(folder, manifest, index.counts())
         return index
+
+
+def check_title_markers(markers: Sequence[int] | None, vocab_size: int) -> None:
+    """ValueError unless ``markers`` is None or two different token ids of a vocabulary of ``vocab_size``."""
+    if markers is not None and (len(markers) != 2 or len(set(markers)) != 2
+                                or not all(0 <= m < vocab_size for m in markers)):
+        raise ValueError(f"title markers must be two different token ids of the tokenizer (0..{vocab_size - 1}), "
+                         f"got {list(markers)}")
 
 
 INT32_MAX = np.iinfo(np.int32).max

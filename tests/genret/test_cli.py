@@ -199,6 +199,8 @@ def test_index_scheme_ngram_is_the_ngrams_command(tmp_path, capsys) -> None:
     (["ngrams", "--data", "minicorpus", "--title-markers", "1", "x", "--out", "o"], "--title-markers",
      "expected an integer, got 'x'"),
 ])
+
+
 def test_bad_option_values_are_refused_before_any_work(argv: list[str], option: str, why: str,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
@@ -206,6 +208,14 @@ def test_bad_option_values_are_refused_before_any_work(argv: list[str], option: 
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert option in err and why in err
+
+
+@pytest.mark.parametrize("markers", [["1", "1"], ["1", "999999"]])
+def test_title_markers_must_be_two_token_ids_of_the_tokenizer(markers: list[str], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ngrams", "--data", "minicorpus", "--title-markers", *markers, "--out", str(tmp_path / "o")]) == 2
+    assert "--title-markers: title markers must be two different token ids" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("k", [0, -1, 2.5, True])

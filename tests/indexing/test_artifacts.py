@@ -227,3 +227,20 @@ def test_manifest_counts_must_match_the_files(tmp_path: Path, kind: str) -> None
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="counts do not match its files .*documents: manifest 999, files 20"):
         loader(out)
+
+
+def test_a_config_the_loader_cannot_read_is_an_artifact_error(tmp_path: Path) -> None:
+    from indexing.artifacts import _digest
+    from indexing.corpus import load_corpus
+    from indexing.docids import make_scheme
+    from indexing.index import DocidIndex, build_index
+    from indexing.tokenizer import load_tokenizer
+
+    corpus = load_corpus("minicorpus", progress=False).select(range(10))
+    out = build_index(corpus, make_scheme("atomic"), load_tokenizer("minilm")).save(tmp_path / "idx")
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["config"]["docids"]
+    manifest["digest"] = _digest(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="cannot be read as this kind of artifact .*KeyError"):
+        DocidIndex.load(out)
