@@ -245,3 +245,19 @@ def test_a_missing_encoder_folder_is_a_clear_error(tmp_path: Path, capsys) -> No
     assert main(["index", "--data", "minicorpus", "--scheme", "semantic", "--encoder", missing,
                  "--out", str(tmp_path / "o")]) == 2
     assert f"encoder folder not found: {missing}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    (["index", "--data", "no/such/folder", "--scheme", "atomic", "--out", "{tmp}/a"], 2),
+    (["ngrams", "--data", "no/such/folder", "--out", "{tmp}/b"], 2),
+    (["evaluate", "--data", "no/such/folder"], 2),
+    (["inspect", "{tmp}"], 3),  # a folder that is not an artifact: the check ran and failed
+    (["run", "no/such/recipe.yaml"], 2),
+    (["train", "quickstart", "train.lr=-1"], 2),
+    (["search", "--index", "{tmp}", "bees"], 2),
+    (["scale"], 2),
+])
+def test_every_command_exits_2_on_bad_input_and_3_on_a_failed_check(argv: list[str], code: int,
+                                                                    tmp_path: Path) -> None:
+    """The rule of `genret --help`: 0 done, 2 bad input (one line, no traceback), 3 a check that failed."""
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == code
