@@ -16,6 +16,7 @@ from genret.models import ModelConfig
 from genret.retrievers.dsi import SearchConfig
 from genret.retrievers.seal import SealSearchConfig
 from genret.training import TrainConfig
+from indexing.qrels import check_option
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 
@@ -42,8 +43,7 @@ class DataConfig:
     """A document or query id given twice: "error" refuses the collection, "warn" keeps the first of each."""
 
     def __post_init__(self) -> None:
-        if self.on_duplicate not in ("error", "warn"):
-            raise ValueError(f"on_duplicate must be 'error' or 'warn', got {self.on_duplicate!r}")
+        check_option("on_duplicate", self.on_duplicate)
         check_numbers(self, non_negative=("heldout_queries",), positive=("max_docs", "max_eval_queries",
                                                                          "memorization_docs"))
 

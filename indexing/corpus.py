@@ -234,7 +234,7 @@ def _collect(records: Iterator[tuple[int, dict[str, Any]]], where: str, kind: st
     extras: dict[str, dict[int, str]] = {k: {} for k in _EXTRAS} if corpus else {}  # row -> value, sparse
     for lineno, record in records:
         doc_id = record.get("_id")
-        if type(doc_id) is not str or not doc_id or not doc_id.isprintable() or " " in doc_id:
+        if type(doc_id) is not str or not doc_id or id_problem(doc_id):
             doc_id = _record_id(record, keys, f"{where}:{lineno}")  # the slow path, which says what is wrong
         text = record.get("text", _MISSING)
         if type(text) is not str:

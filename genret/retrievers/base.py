@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from genret.evaluation import Run
@@ -35,6 +36,23 @@ class Retriever(Protocol):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> Retriever: ...
+
+
+def load_saved(folder: Path, kind: str, index_cls: Any, search_cls: Any) -> tuple[Any, Any, Any, Any]:
+    """``(model, tokenizer, index, search config)`` of a saved generative retriever folder of ``kind``: manifest and
+    checksums verified, a config the loaders cannot read refused as an ArtifactError, counts checked against the
+    index. ``index_cls.from_files`` reads ``folder/index``, ``search_cls`` is the search config's dataclass."""
+    from genret.config import from_dict
+    from genret.models import load_model
+    from indexing.artifacts import check_counts, read_manifest, reading
+
+    manifest = read_manifest(folder, kind=kind)
+    with reading(folder):
+        model, tokenizer = load_model(folder / "model")
+        index = index_cls.from_files(folder / "index", manifest["config"]["index"])
+        search = from_dict(search_cls, manifest["config"]["search"])
+    check_counts(folder, manifest, index.counts())
+    return model, tokenizer, index, search
 
 
 def check_k(k: int) -> None:

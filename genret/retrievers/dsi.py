@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from transformers import LogitsProcessorList
 
-from genret.config import check_numbers, from_dict, to_dict
+from genret.config import check_numbers, to_dict
 from genret.constraints import ConstrainedLogitsProcessor, TrieConstraint
 from genret.evaluation import Run
-from genret.models import load_model, save_model
-from genret.retrievers.base import check_k, resolve_device, search_in_batches
-from indexing.artifacts import check_counts, read_manifest, reading, write_artifact
+from genret.models import save_model
+from genret.retrievers.base import check_k, load_saved, resolve_device, search_in_batches
+from indexing.artifacts import write_artifact
 from indexing.index import DocidIndex
 
 KIND = "dsi-retriever"
@@ -126,10 +126,5 @@ class DsiRetriever:
     def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> DsiRetriever:
         """Load a saved retriever after verifying its manifest and every checksum."""
         folder = Path(path)
-        manifest = read_manifest(folder, kind=KIND)
-        with reading(folder):
-            model, tokenizer = load_model(folder / "model")
-            index = DocidIndex.from_files(folder / "index", manifest["config"]["index"])
-            search = from_dict(SearchConfig, manifest["config"]["search"])
-        check_counts(folder, manifest, index.counts())
+        model, tokenizer, index, search = load_saved(folder, KIND, DocidIndex, SearchConfig)
         return cls(model, tokenizer, index, search, device=device)

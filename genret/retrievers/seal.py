@@ -28,14 +28,14 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from genret.config import check_numbers, from_dict, to_dict
+from genret.config import check_numbers, to_dict
 from genret.constraints import ConstrainedLogitsProcessor
 from genret.constraints.ngram import NgramConstraint
 from genret.evaluation import Run
-from genret.models import load_model, save_model
-from genret.retrievers.base import check_k, resolve_device, search_in_batches
+from genret.models import save_model
+from genret.retrievers.base import check_k, load_saved, resolve_device, search_in_batches
 from genret.retrievers.seal_scoring import SealScoring, score_documents
-from indexing.artifacts import check_counts, read_manifest, reading, write_artifact
+from indexing.artifacts import write_artifact
 from indexing.ngrams import NgramIndex
 
 KIND = "seal-retriever"
@@ -236,10 +236,5 @@ class SealRetriever:
     def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> SealRetriever:
         """Load a saved retriever after verifying its manifest and every checksum (index memory-mapped)."""
         folder = Path(path)
-        manifest = read_manifest(folder, kind=KIND)
-        with reading(folder):
-            model, tokenizer = load_model(folder / "model")
-            index = NgramIndex.from_files(folder / "index", manifest["config"]["index"])
-            search = from_dict(SealSearchConfig, manifest["config"]["search"])
-        check_counts(folder, manifest, index.counts())
+        model, tokenizer, index, search = load_saved(folder, KIND, NgramIndex, SealSearchConfig)
         return cls(model, tokenizer, index, search, device=device)
