@@ -16,6 +16,7 @@ import torch
 from accelerate.tracking import GeneralTracker
 from transformers import T5Config, T5ForConditionalGeneration
 
+from genret import training
 from genret.training import EpochShuffle, LengthGroupedShuffle, TrainConfig, TrainResult, lr_factor, train
 
 
@@ -195,6 +196,73 @@ def test_kill_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path: Path) ->
               resume=True, progress=False)  # fmt: skip
     with pytest.raises(FileExistsError, match="resume=True"):  # a fresh run never mixes with an old one's checkpoints
         train(tiny_t5(), data, collate, TrainConfig(output_dir=str(out_b), **config), progress=False)
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    def cpu(flags: str) -> Path:
+        path = tmp_path / f"cpuinfo-{len(flags)}"
+        path.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+        return path
+
+    assert training.cpu_has_native_bf16(cpu("fpu sse2 avx2 avx512f avx512_bf16 avx512vl"))
+    assert training.cpu_has_native_bf16(cpu("fpu avx512f amx_bf16 amx_tile"))
+    assert not training.cpu_has_native_bf16(cpu("fpu sse2 avx2 avx512f avx512bw avx512_bf16x"))  # whole flags only
+    assert not training.cpu_has_native_bf16(tmp_path / "missing")
+
+
+def test_auto_mixed_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    for native, expected in ((True, "bf16"), (False, "no")):
+        monkeypatch.setattr(training, "cpu_has_native_bf16", lambda native=native: native)
+        assert training._mixed_precision("auto") == expected
+        assert training._mixed_precision("no") == "no"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # `accelerate launch --mixed_precision` decides
+    assert training._mixed_precision("auto") is None
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one mixed-precision setting per process; these tests need another one and restore it."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_bf16_autocast_on_cpu_learns_keeps_float32_weights_and_resumes_exactly(
+        tmp_path: Path, fresh_accelerate_state: None) -> None:
+    from accelerate.state import AcceleratorState
+
+    data = rows(20)
+    config = dict(max_steps=6, batch_size=8, lr=1e-2, warmup_steps=1, log_every=1, checkpoint_every=3)
+    fp32 = train(tiny_t5(dropout=0.1), data, collate,
+                 TrainConfig(output_dir=str(tmp_path / "fp32"), mixed_precision="no", **config), progress=False)
+    AcceleratorState._reset_state(True)
+    bf16 = dict(config, mixed_precision="bf16")
+    straight = train(tiny_t5(dropout=0.1), data, collate, TrainConfig(output_dir=str(tmp_path / "a"), **bf16),
+                     progress=False)  # fmt: skip
+    losses = [m["loss"] for m in metrics(tmp_path / "a")]
+    assert losses[-1] < losses[0]
+    assert straight.loss != fp32.loss  # autocast did run the matmuls in bf16
+    assert abs(straight.loss - fp32.loss) < 0.05 * fp32.loss
+    assert all(p.dtype == torch.float32 for p in straight.model.parameters())
+
+    def die_after_step_4(model: torch.nn.Module) -> dict[str, float]:
+        if len(calls) == 4:
+            raise Killed
+        calls.append(1)
+        return {}
+
+    calls: list[int] = []
+    with pytest.raises(Killed):
+        train(tiny_t5(dropout=0.1), data, collate, TrainConfig(output_dir=str(tmp_path / "b"), eval_every=1, **bf16),
+              evaluate=die_after_step_4, progress=False)  # fmt: skip
+    resumed = train(tiny_t5(dropout=0.1), data, collate, TrainConfig(output_dir=str(tmp_path / "b"), **bf16),
+                    resume=True, progress=False)  # fmt: skip
+    assert resumed.loss == straight.loss
+    assert_same_params(params(resumed), params(straight))
 
 
 def test_a_resumed_run_logs_the_same_lines_when_a_checkpoint_falls_inside_a_log_window(tmp_path: Path) -> None:
