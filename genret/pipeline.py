@@ -138,6 +138,7 @@ def prepare_seal(recipe: Recipe, corpus: Any, queries: dict[str, str] | None, qr
     pairs = build_seal_pairs(
         corpus, tokenizer, queries=queries, qrels=qrels, title_markers=markers, span_tokens=seal.span_tokens,
         spans_per_query=seal.spans_per_query, titles_per_query=seal.titles_per_query, temperature=seal.temperature,
+        title_tokens=seal.title_tokens,
         unsupervised_per_doc=seal.unsupervised_per_doc, task_weights=seal.task_weights or None, seed=seal.seed,
         progress=progress,
     )

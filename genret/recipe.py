@@ -109,12 +109,19 @@ class SealConfig:
     """Copies of (query -> title) per relevant passage."""
     temperature: float = 1.0
     """Softmax temperature of the span sampling (lower: spans closer to the query)."""
+    title_tokens: int | None = None
+    """Title tokens kept in a title target (a longer title is cut, without its end marker); None: whole titles.
+    Search decodes at most ``search.max_length`` tokens, so more only cost training time."""
     unsupervised_per_doc: int = 0
     """Random (span -> span) and (span -> title) pairs per document: training without queries."""
     task_weights: dict[str, float] = field(default_factory=dict)
     """Multiples per task: retrieval, retrieval_title, unsupervised."""
     seed: int = 0
     search: SealSearchConfig = field(default_factory=SealSearchConfig)
+
+    def __post_init__(self) -> None:
+        check_numbers(self, positive=("span_tokens", "title_tokens", "temperature"),
+                      non_negative=("spans_per_query", "titles_per_query", "unsupervised_per_doc"))
 
 
 BASELINES = ("bm25", "dense")

@@ -9,7 +9,9 @@ The model learns to generate n-grams that identify the right passage (Bevilacqua
   (SEAL: 10 spans chosen by fuzzy 3-gram overlap, softmax-sampled). Spans that echo the query are
   the n-grams the index can match.
 - ``"retrieval_title"`` (a training query -> the passage's title, ``titles_per_query`` times; SEAL: 3):
-  only with ``title_markers``, as ``begin title end``, the title view of the index.
+  only with ``title_markers``, as ``begin title end``, the title view of the index. ``title_tokens`` cuts a
+  longer title to its first tokens (``begin t1 .. tn``, no end marker: still an n-gram of the index): search
+  decodes at most ``max_length`` tokens, so training on more only costs output-layer time.
 - ``"unsupervised"`` (a corpus with no training queries still trains): per document,
   ``unsupervised_per_doc`` random span -> another random span of the same document, and as many
   span -> title (with titles).
@@ -66,6 +68,7 @@ def build_seal_pairs(
     spans_per_query: int = 10,
     titles_per_query: int = 3,
     temperature: float = 1.0,
+    title_tokens: int | None = None,
     unsupervised_per_doc: int = 0,
     task_weights: Mapping[str, float] | None = None,
     seed: int = 0,
@@ -79,6 +82,8 @@ def build_seal_pairs(
         raise ValueError(f"unknown task(s) in task_weights: {sorted(unknown)}; tasks: {', '.join(TASKS)}")
     if span_tokens < 1:
         raise ValueError(f"span_tokens must be >= 1, got {span_tokens}")
+    if title_tokens is not None and title_tokens < 1:
+        raise ValueError(f"title_tokens must be >= 1 or None, got {title_tokens}")
     rng = np.random.default_rng(seed)
     doc_ids = [str(x) for x in column(corpus, "_id")]
     row_of = {d: i for i, d in enumerate(doc_ids)}
@@ -88,7 +93,11 @@ def build_seal_pairs(
     eos = tokenizer.eos_token_id
 
     def title_target(row: int) -> list[int] | None:
-        return [title_markers[0], *titles[row], title_markers[1]] if has_titles and titles[row] else None
+        if not (has_titles and titles[row]):
+            return None
+        if title_tokens is not None and len(titles[row]) > title_tokens:
+            return [title_markers[0], *titles[row][:title_tokens]]
+        return [title_markers[0], *titles[row], title_markers[1]]
 
     examples: dict[str, list[tuple[str, list[int], int]]] = {task: [] for task in TASKS}
     if queries is not None and qrels is not None:

@@ -40,6 +40,24 @@ def test_overlap_spans_prefer_windows_that_share_tokens_with_the_query() -> None
     assert overlap_spans([], {4}, 10, 3, 1.0, rng) == []
 
 
+def test_long_titles_are_cut_to_title_tokens_and_stay_ngrams_of_the_index(data, tokenizer) -> None:
+    pairs = build_seal_pairs(data.corpus, tokenizer, queries=data.queries, qrels=data.qrels, title_markers=MARKERS,
+                             spans_per_query=1, titles_per_query=1, title_tokens=2, progress=False)
+    index = NgramIndex.build(data.corpus, tokenizer, title_markers=MARKERS, progress=False)
+    cut = kept = 0
+    for target, task, doc in zip(pairs["target_ids"], pairs["task"], pairs["doc"], strict=True):
+        if task != "retrieval_title":
+            continue
+        title = tokenizer.encode(data.corpus[doc]["title"])
+        whole = len(title) <= 2
+        assert target[:-1] == ([MARKERS[0], *title, MARKERS[1]] if whole else [MARKERS[0], *title[:2]])
+        cut, kept = cut + (not whole), kept + whole
+        assert index.count(index.find([target[:-1]]))[0] > 0
+    assert cut and kept  # tiny_beir has titles of both kinds
+    with pytest.raises(ValueError, match="title_tokens"):
+        build_seal_pairs(data.corpus, tokenizer, unsupervised_per_doc=1, title_tokens=0, progress=False)
+
+
 def test_supervised_pairs_are_ngrams_of_the_index(data, tokenizer) -> None:
     pairs = build_seal_pairs(data.corpus, tokenizer, queries=data.queries, qrels=data.qrels, title_markers=MARKERS,
                              spans_per_query=4, titles_per_query=2, progress=False)
