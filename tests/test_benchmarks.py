@@ -79,3 +79,25 @@ def test_teacher_quality_judges_every_teacher_on_train_queries_only(bench, tmp_p
     assert all(0.0 < t["nDCG@10"] <= 1.0 for t in report["teachers"].values())
     with pytest.raises(SystemExit, match="never on the test queries"):
         module.main(["--data", "minicorpus", "--split", "test"])
+
+
+def test_merge_beir_keeps_every_document_and_only_the_first_collections_judgments(bench, tmp_path) -> None:
+    from indexing.corpus import load_beir
+
+    tiny = Path(__file__).resolve().parent / "fixtures" / "tiny_beir"
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        folder.symlink_to(tiny, target_is_directory=True)
+    counts = bench("merge_beir").main([str(first), str(second), "--out", str(tmp_path / "merged")])
+    source = load_beir(tiny, split="test")
+    merged = load_beir(tmp_path / "merged", split="test")
+    assert counts == {"first": len(source.corpus), "second": len(source.corpus)}
+    assert len(merged.corpus) == 2 * len(source.corpus)
+    rows = {row["_id"]: row for row in merged.corpus}
+    for row in source.corpus:
+        for prefix in ("first", "second"):
+            assert rows[f"{prefix}:{row['_id']}"]["text"] == row["text"]
+    assert merged.queries == source.queries
+    assert merged.qrels == {q: {f"first:{d}": g for d, g in rel.items()} for q, rel in source.qrels.items()}
+    with pytest.raises(FileExistsError):
+        bench("merge_beir").main([str(first), "--out", str(tmp_path / "merged")])
