@@ -101,6 +101,13 @@ class ModelConfig:
     """``"minilm"``/``"bert"``: tie the decoder's output layer to its input embeddings."""
     new_token_noise: float = 0.1
     """New (atomic/semantic) token rows = mean of the base rows + this x their std x N(0, 1)."""
+    init_docids_from: str | None = None
+    """An encoder (``indexing.embeddings``: ``minilm``, ``tfidf``, a sentence-transformers name) whose document
+    embeddings start the new docid token rows (``genret.docid_init``: an atomic token is its document's
+    embedding, a semantic one its documents' centroid) instead of noise; None: noise."""
+    freeze_docid_rows: bool = False
+    """Train the decoder but not its token rows (``genret.docid_init.freeze_docid_rows``): with
+    ``init_docids_from``, the decoder learns to map queries onto the fixed document embeddings."""
     seed: int = 0
     """Seed of every random initialisation (the global RNG is left untouched)."""
     freeze_encoder: bool = False

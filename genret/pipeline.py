@@ -22,6 +22,7 @@ import torch
 from genret.config import ConfigError, from_dict, to_dict
 from genret.data import build_training_pairs
 from genret.distillation import distill_pairs
+from genret.docid_init import freeze_docid_rows, init_docid_rows
 from genret.encoder_cache import training_inputs
 from genret.evaluation import Qrels, Run, evaluate, write_trec_run
 from genret.models import build_model, build_text_model
@@ -33,6 +34,7 @@ from genret.seal_pairs import build_seal_pairs
 from genret.training import refuse_mixed_runs, train
 from indexing.corpus import load_beir, load_qrels, load_queries
 from indexing.docids import make_scheme
+from indexing.embeddings import encode_corpus
 from indexing.index import build_index
 from indexing.ngrams import NgramIndex
 from indexing.tokenizer import load_tokenizer
@@ -124,6 +126,11 @@ def prepare_dsi(recipe: Recipe, corpus: Any, queries: dict[str, str] | None, qre
                               depth=recipe.pairs.teacher_depth, samples=recipe.pairs.teacher_samples,
                               temperature=recipe.pairs.teacher_temperature, seed=recipe.pairs.seed)
     model, hf_tokenizer = build_model(recipe.model, index.docids)
+    if recipe.model.init_docids_from:
+        embeddings = encode_corpus(corpus, recipe.model.init_docids_from, progress=progress)  # memoised per process
+        init_docid_rows(model, index.docids, embeddings, seed=recipe.model.seed)
+    if recipe.model.freeze_docid_rows:
+        freeze_docid_rows(model)
     return Prepared(pairs, model, hf_tokenizer, len(index),
                     lambda m, device=None: DsiRetriever(m, hf_tokenizer, index, recipe.search, device=device))
 
