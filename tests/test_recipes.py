@@ -77,10 +77,12 @@ def test_overrides_apply_with_types() -> None:
     assert recipe.train.lr == 1e-3
 
 
-def test_overriding_the_scheme_drops_the_other_schemes_params() -> None:
-    assert load_recipe("quickstart").docids.params  # semantic: k, c, encoder
-    assert load_recipe("quickstart", ["docids.scheme=atomic"]).docids.params == {}
-    kept = load_recipe("quickstart", ["docids.scheme=semantic", "docids.params.k=5"]).docids.params
+def test_overriding_the_scheme_drops_the_other_schemes_params(tmp_path: Path) -> None:
+    path = tmp_path / "semantic.yaml"
+    path.write_text("name: semantic\ndocids: {scheme: semantic, params: {k: 10, c: 10, encoder: minilm}}\n")
+    assert load_recipe(path).docids.params  # semantic: k, c, encoder
+    assert load_recipe(path, ["docids.scheme=atomic"]).docids.params == {}
+    kept = load_recipe(path, ["docids.scheme=semantic", "docids.params.k=5"]).docids.params
     assert kept["k"] == 5 and "c" in kept
 
 
