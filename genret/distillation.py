@@ -22,6 +22,8 @@ from typing import Any
 import datasets
 import numpy as np
 
+from genret.pseudo_queries import make_generator
+from indexing.columns import column, document_texts
 from indexing.docids.base import Docids
 
 TEACHERS = ("bm25", "dense", "bm25+dense")
@@ -69,6 +71,48 @@ def teacher_probabilities(scores: np.ndarray, temperature: float) -> np.ndarray:
     return weights / weights.sum()
 
 
+def draw_teacher_documents(ranked: dict[str, float], samples: int, temperature: float,
+                           rng: np.random.Generator) -> list[str]:
+    """``samples`` documents drawn with replacement from a teacher's ranking ``{doc_id: score}`` with the
+    probabilities of :func:`teacher_probabilities` (none from an empty ranking)."""
+    if not ranked:
+        return []
+    docs = list(ranked)
+    p = teacher_probabilities(np.fromiter(ranked.values(), dtype=np.float64, count=len(ranked)), temperature)
+    return [docs[j] for j in rng.choice(len(docs), size=samples, replace=True, p=p).tolist()]
+
+
+def pseudo_query_judgments(corpus: Any, generator: Any, per_doc: int, *, teacher: str | None = None,
+                           depth: int = 10, samples: int = 2, temperature: float = 0.1,
+                           seed: int = 0) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """Training queries and judgments made from the corpus alone, for a system that learns from judgments (SEAL's
+    query -> spans of each relevant passage): ``per_doc`` pseudo-queries of every non-empty document (``generator``:
+    a :func:`genret.pseudo_queries.make_generator` spec or generator; query ids ``pq-{row}-{j}``), each judged
+    relevant (grade 1) to its own document and, with a ``teacher``, to the distinct documents among ``samples``
+    draws from the teacher's top ``depth`` (as :func:`distill_pairs` draws). Deterministic for ``seed``."""
+    if per_doc < 1 or depth < 1 or samples < 1 or temperature <= 0:
+        raise ValueError(f"per_doc, depth and samples must be >= 1 and temperature > 0; got {per_doc}, {depth}, "
+                         f"{samples}, {temperature}")
+    doc_ids = [str(d) for d in column(corpus, "_id")]
+    texts = document_texts(corpus)
+    rows = [i for i, text in enumerate(texts) if text.strip()]
+    made = make_generator(generator)([texts[i] for i in rows], per_doc, seed)
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for row, generated in zip(rows, made, strict=True):
+        for j, text in enumerate(q for q in generated if q.strip()):
+            qid = f"pq-{row}-{j}"
+            queries[qid] = text
+            qrels[qid] = {doc_ids[row]: 1}
+    if teacher is not None and queries:
+        run = teacher_run(teacher, corpus, queries, depth)
+        rng = np.random.default_rng(seed)
+        for qid in queries:
+            for doc in draw_teacher_documents(run.get(qid, {}), samples, temperature, rng):
+                qrels[qid][doc] = 1
+    return queries, qrels
+
+
 def distill_pairs(pairs: datasets.Dataset, corpus: Any, docids: Docids, *, teacher: str = "dense", depth: int = 10,
                   samples: int = 4, temperature: float = 0.1, tasks: Sequence[str] = ("pseudo_query",),
                   seed: int = 0) -> datasets.Dataset:
@@ -87,14 +131,9 @@ def distill_pairs(pairs: datasets.Dataset, corpus: Any, docids: Docids, *, teach
     new_sources: list[str] = []
     new_docs: list[int] = []
     for i, source in enumerate(sources):
-        ranked = run.get(str(i), {})
-        if not ranked:
-            continue
-        docs = [row_of[d] for d in ranked]
-        p = teacher_probabilities(np.fromiter(ranked.values(), dtype=np.float64, count=len(ranked)), temperature)
-        for j in rng.choice(len(docs), size=samples, replace=True, p=p).tolist():
+        for doc in draw_teacher_documents(run.get(str(i), {}), samples, temperature, rng):
             new_sources.append(source)
-            new_docs.append(docs[j])
+            new_docs.append(row_of[doc])
     targets = [docids.tokens(d).tolist() + [docids.eos_token_id] for d in new_docs]
     with _quiet_datasets():
         extra = datasets.Dataset.from_dict({

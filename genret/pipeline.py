@@ -21,7 +21,7 @@ import torch
 
 from genret.config import ConfigError, from_dict, to_dict
 from genret.data import build_training_pairs
-from genret.distillation import distill_pairs
+from genret.distillation import distill_pairs, pseudo_query_judgments
 from genret.docid_init import freeze_docid_rows, init_docid_rows
 from genret.encoder_cache import training_inputs
 from genret.evaluation import Qrels, Run, evaluate, write_trec_run
@@ -142,11 +142,17 @@ def prepare_seal(recipe: Recipe, corpus: Any, queries: dict[str, str] | None, qr
     tokenizer = load_tokenizer(seal.tokenizer)
     markers = tuple(seal.title_markers) if seal.title_markers else None
     index = NgramIndex.build(corpus, tokenizer, backend=seal.backend, title_markers=markers, progress=progress)
+    made_queries, made_qrels = None, None
+    if recipe.pairs.queries_per_doc:
+        p = recipe.pairs
+        made_queries, made_qrels = pseudo_query_judgments(
+            corpus, p.pseudo_queries, p.queries_per_doc, teacher=p.teacher, depth=p.teacher_depth,
+            samples=p.teacher_samples, temperature=p.teacher_temperature, seed=p.seed)
     pairs = build_seal_pairs(
         corpus, tokenizer, queries=queries, qrels=qrels, title_markers=markers, span_tokens=seal.span_tokens,
         spans_per_query=seal.spans_per_query, titles_per_query=seal.titles_per_query, temperature=seal.temperature,
-        title_tokens=seal.title_tokens,
-        unsupervised_per_doc=seal.unsupervised_per_doc, task_weights=seal.task_weights or None, seed=seal.seed,
+        title_tokens=seal.title_tokens, pseudo_queries=made_queries, pseudo_qrels=made_qrels,
+        spans_per_pseudo_query=seal.spans_per_pseudo_query, unsupervised_per_doc=seal.unsupervised_per_doc, task_weights=seal.task_weights or None, seed=seal.seed,
         progress=progress,
     )
     model, hf_tokenizer = build_text_model(recipe.model, tokenizer, max_new_tokens=seal.search.max_length)

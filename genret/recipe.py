@@ -114,6 +114,9 @@ class SealConfig:
     Search decodes at most ``search.max_length`` tokens, so more only cost training time."""
     unsupervised_per_doc: int = 0
     """Random (span -> span) and (span -> title) pairs per document: training without queries."""
+    spans_per_pseudo_query: int = 2
+    """Spans per relevant passage of each pseudo-query (``pairs.pseudo_queries`` x ``pairs.queries_per_doc``,
+    judged relevant to their document and, with ``pairs.teacher``, to ``pairs.teacher_samples`` teacher draws)."""
     task_weights: dict[str, float] = field(default_factory=dict)
     """Multiples per task: retrieval, retrieval_title, unsupervised."""
     seed: int = 0
@@ -121,7 +124,8 @@ class SealConfig:
 
     def __post_init__(self) -> None:
         check_numbers(self, positive=("span_tokens", "title_tokens", "temperature"),
-                      non_negative=("spans_per_query", "titles_per_query", "unsupervised_per_doc"))
+                      non_negative=("spans_per_query", "titles_per_query", "unsupervised_per_doc",
+                                    "spans_per_pseudo_query"))
 
 
 BASELINES = ("bm25", "dense")

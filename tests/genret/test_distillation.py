@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from genret.data import build_training_pairs
-from genret.distillation import RRF_K, distill_pairs, fuse_runs, teacher_probabilities, teacher_run
+from genret.distillation import (
+    RRF_K,
+    distill_pairs,
+    fuse_runs,
+    pseudo_query_judgments,
+    teacher_probabilities,
+    teacher_run,
+)
 from indexing.corpus import load_beir
 from indexing.docids import make_scheme
 from indexing.tokenizer import load_tokenizer
@@ -91,3 +98,25 @@ def test_bad_settings_are_refused(mini) -> None:
         distill_pairs(pairs, corpus, docids, temperature=0)
     with pytest.raises(ValueError, match="unknown teacher"):
         distill_pairs(pairs, corpus, docids, teacher="oracle")
+
+
+def test_pseudo_query_judgments_judge_the_own_document_and_teacher_draws(mini) -> None:
+    """Every non-empty document gets its pseudo-queries, each judged relevant to that document and to documents
+    drawn from the teacher's top `depth`, nothing else; the same seed gives the same judgments."""
+    corpus = mini[0]
+    queries, qrels = pseudo_query_judgments(corpus, "keywords", 2, teacher="bm25", depth=3, samples=4, seed=5)
+    doc_ids = list(corpus["_id"])
+    assert set(queries) == set(qrels) and len(queries) == 2 * len(doc_ids)
+    run = teacher_run("bm25", corpus, queries, 3)
+    for qid, rel in qrels.items():
+        row = int(qid.split("-")[1])
+        assert rel[doc_ids[row]] == 1 and set(rel.values()) == {1}
+        assert set(rel) - {doc_ids[row]} <= set(run[qid])
+        assert len(rel) <= 1 + 4
+    assert any(len(rel) > 1 for rel in qrels.values())
+    assert pseudo_query_judgments(corpus, "keywords", 2, teacher="bm25", depth=3, samples=4, seed=5) == (queries,
+                                                                                                          qrels)
+    alone = pseudo_query_judgments(corpus, "keywords", 2, seed=5)
+    assert alone[0] == queries and all(len(rel) == 1 for rel in alone[1].values())
+    with pytest.raises(ValueError, match="per_doc"):
+        pseudo_query_judgments(corpus, "keywords", 0)

@@ -248,6 +248,26 @@ def test_seal_recipe_runs_end_to_end_and_its_folder_serves_the_cli(tmp_path, cap
     assert "seal-retriever" in capsys.readouterr().out
 
 
+def test_seal_learns_from_teacher_judged_pseudo_queries_when_asked(tmp_path) -> None:
+    """pairs.queries_per_doc with system seal: keyword pseudo-queries of every document, judged by BM25, become
+    pseudo_query pairs (seal.spans_per_pseudo_query spans of each judged passage); without it there are none."""
+    from collections import Counter
+
+    from genret.pipeline import prepare_seal
+
+    path = tmp_path / "seal.yaml"
+    path.write_text(SEAL_RECIPE)
+    corpus = load_beir("minicorpus").corpus.select(range(30))
+    plain = prepare_seal(load_recipe(path), corpus, None, None, progress=False)
+    assert "pseudo_query" not in set(plain.pairs["task"])
+    recipe = load_recipe(path, ["pairs.pseudo_queries=keywords", "pairs.queries_per_doc=2", "pairs.teacher=bm25",
+                                "pairs.teacher_samples=2", "seal.spans_per_pseudo_query=3"])
+    made = prepare_seal(recipe, corpus, None, None, progress=False)
+    tasks = Counter(made.pairs["task"])
+    assert 3 * 2 * 30 <= tasks["pseudo_query"] <= 3 * 2 * 30 * 3  # own passage plus up to 2 distinct teacher draws
+    assert tasks["unsupervised"] == Counter(plain.pairs["task"])["unsupervised"]
+
+
 def test_frozen_encoder_recipe_with_keywords_and_a_teacher(tmp_path) -> None:
     """The quality levers through run_recipe: keyword pseudo-queries, BM25 rank distillation, a frozen encoder
     whose states are cached once (reused on resume), a standalone docid vocabulary; the saved encoder is the

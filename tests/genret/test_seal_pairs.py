@@ -107,3 +107,27 @@ def test_errors(data, tokenizer) -> None:
                          progress=False)
     with pytest.raises(ValueError, match="unknown queries or documents"):
         build_seal_pairs(data.corpus, tokenizer, queries=data.queries, qrels={"q1": {"nope": 1}}, progress=False)
+
+
+def test_pseudo_query_pairs_are_spans_of_their_judged_passages(data, tokenizer) -> None:
+    """The pseudo_query task: spans_per_pseudo_query overlap-sampled spans of every passage a pseudo-query is judged
+    relevant to, each an n-gram of that passage; no title pairs; the training queries' tasks as before."""
+    doc_ids = list(data.corpus["_id"])
+    pq = {f"p{i}": " ".join(data.corpus[i]["text"].split()[:3]) for i in range(4)}
+    pq_rel = {f"p{i}": {doc_ids[i]: 1, doc_ids[(i + 1) % len(doc_ids)]: 1} for i in range(4)}
+    pairs = build_seal_pairs(data.corpus, tokenizer, queries=data.queries, qrels=data.qrels, title_markers=MARKERS,
+                             spans_per_query=1, titles_per_query=1, pseudo_queries=pq, pseudo_qrels=pq_rel,
+                             spans_per_pseudo_query=3, progress=False)
+    judged = [d for rel in data.qrels.values() for d, r in rel.items() if r > 0]
+    tasks = Counter(pairs["task"])
+    assert tasks["pseudo_query"] == 3 * 2 * 4 and tasks["retrieval"] == len(judged)
+    index = NgramIndex.build(data.corpus, tokenizer, title_markers=MARKERS, progress=False)
+    for source, ids, task, doc in zip(pairs["source"], pairs["target_ids"], pairs["task"], pairs["doc"], strict=True):
+        if task != "pseudo_query":
+            continue
+        qid = next(q for q, text in pq.items() if text == source)
+        assert doc_ids[doc] in pq_rel[qid]
+        located = {int(d) for d in index.locate(index.find([ids[:-1]]), 100)[0][0]}
+        assert doc in located
+    with pytest.raises(ValueError, match="go together"):
+        build_seal_pairs(data.corpus, tokenizer, pseudo_queries=pq, progress=False)
