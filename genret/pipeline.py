@@ -152,8 +152,8 @@ def prepare_seal(recipe: Recipe, corpus: Any, queries: dict[str, str] | None, qr
         corpus, tokenizer, queries=queries, qrels=qrels, title_markers=markers, span_tokens=seal.span_tokens,
         spans_per_query=seal.spans_per_query, titles_per_query=seal.titles_per_query, temperature=seal.temperature,
         title_tokens=seal.title_tokens, pseudo_queries=made_queries, pseudo_qrels=made_qrels,
-        spans_per_pseudo_query=seal.spans_per_pseudo_query, unsupervised_per_doc=seal.unsupervised_per_doc, task_weights=seal.task_weights or None, seed=seal.seed,
-        progress=progress,
+        spans_per_pseudo_query=seal.spans_per_pseudo_query, unsupervised_per_doc=seal.unsupervised_per_doc,
+        task_weights=seal.task_weights or None, seed=seal.seed, progress=progress,
     )
     model, hf_tokenizer = build_text_model(recipe.model, tokenizer, max_new_tokens=seal.search.max_length)
     return Prepared(pairs, model, hf_tokenizer, index.n_docs,
