@@ -118,7 +118,7 @@ class SealConfig:
     """Spans per relevant passage of each pseudo-query (``pairs.pseudo_queries`` x ``pairs.queries_per_doc``,
     judged relevant to their document and, with ``pairs.teacher``, to ``pairs.teacher_samples`` teacher draws)."""
     task_weights: dict[str, float] = field(default_factory=dict)
-    """Multiples per task: retrieval, retrieval_title, unsupervised."""
+    """Multiples per task: retrieval, retrieval_title, unsupervised, pseudo_query."""
     seed: int = 0
     search: SealSearchConfig = field(default_factory=SealSearchConfig)
 
@@ -209,4 +209,7 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     recipe = load_config(Recipe, path, overrides)
     if recipe.system not in SYSTEMS:
         raise ConfigError(f"{path}: system: expected one of {', '.join(SYSTEMS)}, got {recipe.system!r}")
+    if recipe.system == "seal" and (recipe.model.init_docids_from or recipe.model.freeze_docid_rows):
+        raise ConfigError(f"{path}: model.init_docids_from and model.freeze_docid_rows are for docid tokens (system "
+                          f"dsi); a SEAL model decodes the tokenizer's own tokens")
     return recipe

@@ -153,3 +153,10 @@ def test_a_recipe_that_is_not_utf8_or_an_override_that_is_not_yaml_is_refused(tm
         load_recipe(path)
     with pytest.raises(ConfigError, match="override 'train.lr=\\[1': the value is not valid YAML"):
         load_recipe("quickstart", ["train.lr=[1"])
+
+
+def test_docid_row_options_are_refused_for_seal() -> None:
+    with pytest.raises(ConfigError, match="init_docids_from"):
+        load_recipe("seal-scifact", ["model.init_docids_from=minilm"])
+    with pytest.raises(ConfigError, match="freeze_docid_rows"):
+        load_recipe("seal-scifact", ["model.freeze_docid_rows=true"])
