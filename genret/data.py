@@ -165,8 +165,10 @@ def _retrieval_examples(queries: Mapping[str, str], qrels: Mapping[str, Mapping[
     return [queries[qid] for qid, _ in relevant], [row_of[did] for _, did in relevant]
 
 
-def _pseudo_query_examples(generator: PseudoQueryGenerator, documents: list[str], n: int,
-                           seed: int) -> tuple[list[str], list[int]]:
+def pseudo_query_examples(generator: PseudoQueryGenerator, documents: list[str], n: int,
+                          seed: int) -> tuple[list[str], list[int]]:
+    """``n`` pseudo-queries of every non-empty document (its row beside each), checked for the count the
+    generator promised: the one place both DSI's pairs and SEAL's pseudo-query judgments draw them from."""
     rows = [i for i, d in enumerate(documents) if d]
     generated = generator([documents[i] for i in rows], n, seed)
     if len(generated) != len(rows):
@@ -244,7 +246,7 @@ def build_training_pairs(
         per_task["retrieval"] = _retrieval_examples(queries, qrels, docids.doc_ids)
     if queries_per_doc:
         generator = make_generator(pseudo_queries)
-        per_task["pseudo_query"] = _pseudo_query_examples(generator, documents, queries_per_doc, seed)
+        per_task["pseudo_query"] = pseudo_query_examples(generator, documents, queries_per_doc, seed)
 
     blank: dict[str, int] = {}
     for task, (sources, docs) in per_task.items():

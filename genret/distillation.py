@@ -22,6 +22,7 @@ from typing import Any
 import datasets
 import numpy as np
 
+from genret.data import pseudo_query_examples
 from genret.pseudo_queries import make_generator
 from indexing.columns import column, document_texts
 from indexing.docids.base import Docids
@@ -94,14 +95,12 @@ def pseudo_query_judgments(corpus: Any, generator: Any, per_doc: int, *, teacher
         raise ValueError(f"per_doc, depth and samples must be >= 1 and temperature > 0; got {per_doc}, {depth}, "
                          f"{samples}, {temperature}")
     doc_ids = [str(d) for d in column(corpus, "_id")]
-    texts = document_texts(corpus)
-    rows = [i for i, text in enumerate(texts) if text.strip()]
-    made = make_generator(generator)([texts[i] for i in rows], per_doc, seed)
+    sources, rows = pseudo_query_examples(make_generator(generator), document_texts(corpus), per_doc, seed)
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
-    for row, generated in zip(rows, made, strict=True):
-        for j, text in enumerate(q for q in generated if q.strip()):
-            qid = f"pq-{row}-{j}"
+    for k, (text, row) in enumerate(zip(sources, rows, strict=True)):
+        if text.strip():
+            qid = f"pq-{row}-{k % per_doc}"
             queries[qid] = text
             qrels[qid] = {doc_ids[row]: 1}
     if teacher is not None and queries:
