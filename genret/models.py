@@ -71,6 +71,10 @@ MODEL_FORMAT = 1
 AUTO_CLASSES = {"AutoModelForSeq2SeqLM": AutoModelForSeq2SeqLM, "EncoderDecoderModel": EncoderDecoderModel}
 
 
+DECODER_INITS = ("mean-pooling",)
+"""Values of ``ModelConfig.init_decoder`` (``genret.decoder_init``)."""
+
+
 class ModelError(ValueError):
     """A model cannot be built for these docids (tokenizer mismatch, bad config) or loaded."""
 
@@ -108,6 +112,9 @@ class ModelConfig:
     freeze_docid_rows: bool = False
     """Train the decoder but not its token rows (``genret.docid_init.freeze_docid_rows``): with
     ``init_docids_from``, the decoder learns to map queries onto the fixed document embeddings."""
+    init_decoder: str | None = None
+    """``mean-pooling``: a bert2bert decoder starts as its encoder's mean pooling (``genret.decoder_init``), so
+    that with ``init_docids_from`` the same encoder, untrained DSI ranks as dense retrieval does; None: random."""
     seed: int = 0
     """Seed of every random initialisation (the global RNG is left untouched)."""
     freeze_encoder: bool = False
@@ -115,6 +122,11 @@ class ModelConfig:
     source text is encoded once, in eval mode, into a memory-mapped cache (``genret.encoder_cache``)."""
     encoder_cache_gb: float = 16.0
     """Bound on the encoder cache's size (float16 states); a larger one is refused before encoding."""
+
+    def __post_init__(self) -> None:
+        if self.init_decoder not in (None, *DECODER_INITS):
+            raise ValueError(f"init_decoder must be one of {', '.join(DECODER_INITS)} or null, "
+                             f"got {self.init_decoder!r}")
 
 
 def _resolve(name: str | None) -> str | None:

@@ -21,6 +21,7 @@ import torch
 
 from genret.config import ConfigError, from_dict, to_dict
 from genret.data import build_training_pairs
+from genret.decoder_init import init_decoder_as_mean_pooling
 from genret.distillation import distill_pairs, pseudo_query_judgments
 from genret.docid_init import freeze_docid_rows, init_docid_rows
 from genret.encoder_cache import training_inputs
@@ -131,6 +132,8 @@ def prepare_dsi(recipe: Recipe, corpus: Any, queries: dict[str, str] | None, qre
         init_docid_rows(model, index.docids, embeddings, seed=recipe.model.seed)
     if recipe.model.freeze_docid_rows:
         freeze_docid_rows(model)
+    if recipe.model.init_decoder == "mean-pooling":
+        init_decoder_as_mean_pooling(model)
     return Prepared(pairs, model, hf_tokenizer, len(index),
                     lambda m, device=None: DsiRetriever(m, hf_tokenizer, index, recipe.search, device=device))
 

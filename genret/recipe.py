@@ -209,7 +209,8 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     recipe = load_config(Recipe, path, overrides)
     if recipe.system not in SYSTEMS:
         raise ConfigError(f"{path}: system: expected one of {', '.join(SYSTEMS)}, got {recipe.system!r}")
-    if recipe.system == "seal" and (recipe.model.init_docids_from or recipe.model.freeze_docid_rows):
-        raise ConfigError(f"{path}: model.init_docids_from and model.freeze_docid_rows are for docid tokens (system "
-                          f"dsi); a SEAL model decodes the tokenizer's own tokens")
+    if recipe.system == "seal" and (recipe.model.init_docids_from or recipe.model.freeze_docid_rows
+                                    or recipe.model.init_decoder):
+        raise ConfigError(f"{path}: model.init_docids_from, freeze_docid_rows and init_decoder are for docid tokens "
+                          f"(system dsi); a SEAL model decodes the tokenizer's own tokens")
     return recipe

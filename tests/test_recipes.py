@@ -160,3 +160,7 @@ def test_docid_row_options_are_refused_for_seal() -> None:
         load_recipe("seal-scifact", ["model.init_docids_from=minilm"])
     with pytest.raises(ConfigError, match="freeze_docid_rows"):
         load_recipe("seal-scifact", ["model.freeze_docid_rows=true"])
+    with pytest.raises(ConfigError, match="init_decoder"):
+        load_recipe("seal-scifact", ["model.init_decoder=mean-pooling"])
+    with pytest.raises(ConfigError, match="init_decoder must be one of mean-pooling"):
+        load_recipe("pseudo-beir", ["model.init_decoder=pooled"])

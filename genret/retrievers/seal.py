@@ -9,6 +9,10 @@
 2. **Keep every prefix** (SEAL's keep-history beam search, without forking ``generate``): a
    :class:`NgramRecorder` logits processor sees each step's running beams and records every
    prefix; the returned sequences are added. All of them are candidate n-grams.
+   With ``query_ngrams = N`` the query's own n-grams of 1 to N tokens that occur in the corpus are
+   candidates too (body view): a copy path. Beam search keeps only the model's few likeliest
+   n-grams at each step, and a small decoder rarely puts a rare query term among them; scored by
+   the model like the others, such an n-gram weighs what the model thinks of it.
 3. **Rescore**: the log-probability of each distinct n-gram under the model, by one
    teacher-forced decoder pass over all of them (encoder run once per query); SEAL rescored its
    keys the same way.
@@ -34,6 +38,7 @@ from genret.constraints.ngram import NgramConstraint
 from genret.evaluation import Run
 from genret.models import save_model
 from genret.retrievers.base import check_k, load_saved, resolve_device, search_in_batches
+from genret.retrievers.seal_check import query_ngrams
 from genret.retrievers.seal_scoring import SealScoring, score_documents
 from indexing.artifacts import write_artifact
 from indexing.ngrams import NgramIndex
@@ -67,11 +72,14 @@ class SealSearchConfig:
     set 1 on a CPU shared with busy jobs (the split then costs about 20%)."""
     rescore_batch: int = 256
     """N-grams per teacher-forced rescoring pass."""
+    query_ngrams: int = 0
+    """Also score the query's own corpus n-grams of 1 to this many tokens (the copy path of step 2);
+    0 = only what beam search found (SEAL's behaviour)."""
     scoring: SealScoring = field(default_factory=SealScoring)
 
     def __post_init__(self) -> None:
         check_numbers(self, positive=("num_beams", "max_length", "batch_size", "max_source_length", "rescore_batch"),
-                      non_negative=("enumerate_width", "keep_top", "constraint_threads"))
+                      non_negative=("enumerate_width", "keep_top", "constraint_threads", "query_ngrams"))
 
 
 def _default_threads() -> int:
@@ -166,6 +174,18 @@ class SealRetriever:
             result.append(clean)
         return result
 
+    def _query_ngrams(self, enc: dict[str, torch.Tensor]) -> list[list[tuple[int, ...]]]:
+        """Each query's own n-grams of 1 to ``query_ngrams`` tokens (its truncated source, special
+        tokens left out) that occur in the index: the copy path's candidates."""
+        special = set(self.tokenizer.all_special_ids)
+        found = []
+        for ids, mask in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(), strict=True):
+            tokens = [t for t, m in zip(ids, mask, strict=True) if m and t not in special]
+            ngrams = query_ngrams(tokens, self.config.query_ngrams)
+            counts = self.index.count(self.index.find(ngrams)) if ngrams else np.zeros(0, dtype=np.int64)
+            found.append([g for g, c in zip(ngrams, counts.tolist(), strict=True) if c > 0])
+        return found
+
     def _logprobs(self, enc: dict[str, torch.Tensor], hidden: torch.Tensor, owners: list[int],
                   ngrams: list[tuple[int, ...]], prefix_len: list[int]) -> np.ndarray:
         """``log P(ngram | query)`` of each n-gram (its forced prefix given, not scored), teacher-forced."""
@@ -198,6 +218,10 @@ class SealRetriever:
             for q, ngrams in enumerate(self._decode(enc, hidden, view)):
                 for g in ngrams:
                     per_query[q].setdefault(g, len(prefix))
+        if self.config.query_ngrams:
+            for q, ngrams in enumerate(self._query_ngrams(enc)):
+                for g in ngrams:
+                    per_query[q].setdefault(g, 0)
         owners = [q for q, found in enumerate(per_query) for _ in found]
         ngrams = [g for found in per_query for g in found]
         prefix_len = [p for found in per_query for p in found.values()]
