@@ -152,9 +152,9 @@ class SuffixArrayShard:
         return np.diff(np.asarray(self.doc_starts, dtype=np.int64)) - 1
 
     def nbytes(self) -> int:
-        """The arrays' bytes, and the follower table's once built."""
-        cache = self._followers.nbytes() if self._followers is not None else 0
-        return int(self.text.nbytes + self.suffixes.nbytes + self.doc_starts.nbytes + cache)
+        """The stored arrays' bytes. Not the follower table's: a cache built on first use and never saved, so
+        that a manifest's byte count (written after a search, as a trained retriever's is) matches its files."""
+        return int(self.text.nbytes + self.suffixes.nbytes + self.doc_starts.nbytes)
 
     def info(self) -> dict[str, int | str]:
         """What ``sa.json`` records: counts and the arrays' dtypes, checked against the files on load."""
