@@ -75,6 +75,10 @@ class SealSearchConfig:
     query_ngrams: int = 0
     """Also score the query's own corpus n-grams of 1 to this many tokens (the copy path of step 2);
     0 = only what beam search found (SEAL's behaviour)."""
+    copy_logprob: float | None = None
+    """With ``query_ngrams``: each of the query's own n-grams counts at least this likely (log-probability),
+    whatever the model says of it: the copy path as a floor under the model (-1 is what SEAL's no-model check
+    gives every query n-gram); None: the model's log-probability alone."""
     scoring: SealScoring = field(default_factory=SealScoring)
 
     def __post_init__(self) -> None:
@@ -218,8 +222,10 @@ class SealRetriever:
             for q, ngrams in enumerate(self._decode(enc, hidden, view)):
                 for g in ngrams:
                     per_query[q].setdefault(g, len(prefix))
+        copied: list[set[tuple[int, ...]]] = [set() for _ in texts]
         if self.config.query_ngrams:
             for q, ngrams in enumerate(self._query_ngrams(enc)):
+                copied[q].update(ngrams)
                 for g in ngrams:
                     per_query[q].setdefault(g, 0)
         owners = [q for q, found in enumerate(per_query) for _ in found]
@@ -227,10 +233,13 @@ class SealRetriever:
         prefix_len = [p for found in per_query for p in found.values()]
         logprobs = self._logprobs(enc, hidden, owners, ngrams, prefix_len) if ngrams else np.zeros(0)
         results, start = [], 0
-        for found in per_query:
+        for q, found in enumerate(per_query):
             keys = list(found)
             lp = logprobs[start : start + len(keys)]
             start += len(keys)
+            if self.config.copy_logprob is not None and copied[q]:
+                floor = np.array([g in copied[q] for g in keys])
+                lp = np.where(floor, np.maximum(lp, self.config.copy_logprob), lp)
             results.append(score_documents(keys, lp, self.index, self.config.scoring)[:k])
         return results
 

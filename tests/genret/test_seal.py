@@ -161,13 +161,18 @@ def test_copy_path_scores_the_query_ngrams_beside_the_decoded_ones(trained, data
         enc, hidden = narrow._encode(texts)
         decoded = narrow._decode(enc, hidden, "body")
         copied = narrow._query_ngrams(enc)
-        got = narrow.search_texts(texts, k=5)
-        for q, (dec, cop) in enumerate(zip(decoded, copied, strict=True)):
-            keys = list(dict.fromkeys([*dec, *cop]))
-            lp = narrow._logprobs(enc, hidden, [q] * len(keys), keys, [0] * len(keys))
-            expected = score_documents(keys, lp, narrow.index, narrow.config.scoring)[:5]
-            assert [d for d, _ in got[q]] == [d for d, _ in expected]  # other batches: float noise in the scores
-            np.testing.assert_allclose([s for _, s in got[q]], [s for _, s in expected], rtol=1e-4)
+        for floor in (None, -1.0):  # copy_logprob: the query's n-grams count at least e^-1 likely
+            narrow.config.copy_logprob = floor
+            got = narrow.search_texts(texts, k=5)
+            for q, (dec, cop) in enumerate(zip(decoded, copied, strict=True)):
+                keys = list(dict.fromkeys([*dec, *cop]))
+                lp = narrow._logprobs(enc, hidden, [q] * len(keys), keys, [0] * len(keys))
+                if floor is not None:
+                    lp = np.array([max(v, floor) if g in cop else v for g, v in zip(keys, lp, strict=True)])
+                expected = score_documents(keys, lp, narrow.index, narrow.config.scoring)[:5]
+                assert [d for d, _ in got[q]] == [d for d, _ in expected]  # other batches: float noise in scores
+                np.testing.assert_allclose([s for _, s in got[q]], [s for _, s in expected], rtol=1e-4)
+        narrow.config.copy_logprob = None
     # a document's own first 12 words as the query: the copy path finds it; one one-token beam alone does not
     texts = [" ".join(text.split()[:12]) for text in data.corpus["text"]]
     with_copy = [hits[0][0] if hits else -1 for hits in narrow.search_texts(texts, k=1)]
