@@ -12,7 +12,11 @@
    With ``query_ngrams = N`` the query's own n-grams of 1 to N tokens that occur in the corpus are
    candidates too (body view): a copy path. Beam search keeps only the model's few likeliest
    n-grams at each step, and a small decoder rarely puts a rare query term among them; scored by
-   the model like the others, such an n-gram weighs what the model thinks of it.
+   the model like the others, such an n-gram weighs what the model thinks of it, and with
+   ``copy_logprob = c`` at least ``e^c`` (a floor: the model can raise a query n-gram, not bury it).
+   On 100 scifact train claims held out of training (nDCG@10): the model's n-grams alone 0.254,
+   with the copied ones 0.443, with the floor at -2 ... -6 0.609 - 0.620, the query's n-grams
+   alone at -1 (the no-model check of :mod:`genret.retrievers.seal_check`) 0.595.
 3. **Rescore**: the log-probability of each distinct n-gram under the model, by one
    teacher-forced decoder pass over all of them (encoder run once per query); SEAL rescored its
    keys the same way.

@@ -293,6 +293,34 @@ def test_frozen_encoder_recipe_with_keywords_and_a_teacher(tmp_path) -> None:
     assert saved.model.get_output_embeddings().weight.shape[0] == saved.index.docids.vocab_size < 1000
 
 
+def test_docid_rows_from_embeddings_and_a_pooling_decoder_are_set_up_by_the_recipe(tmp_path) -> None:
+    """model.init_docids_from / freeze_docid_rows / init_decoder through prepare_dsi: atomic rows are the unit
+    document embeddings and frozen, the first cross-attention starts as mean pooling (query 0, value identity)."""
+    import numpy as np
+    import torch
+
+    from genret.pipeline import prepare_dsi
+    from indexing.embeddings import encode_corpus
+
+    recipe = tiny_recipe(tmp_path, tmp_path / "out", "docids.scheme=atomic", "docids.tokenizer=none",
+                         "model.name_or_path=bert", "model.config={hidden_size: 32, num_hidden_layers: 1, "
+                         "num_attention_heads: 2, intermediate_size: 64}", "model.decoder_layers=1",
+                         "model.init_docids_from=tfidf", "model.freeze_docid_rows=true",
+                         "model.init_decoder=mean-pooling")  # fmt: skip
+    data = load_beir(recipe.data.path, split="test")
+    prepared = prepare_dsi(recipe, data.corpus, None, None, progress=False)
+    model = prepared.model
+    rows = model.get_output_embeddings().weight[2:].detach().numpy()  # pad, eos, then one row per document
+    emb = encode_corpus(data.corpus, "tfidf", progress=False)
+    assert rows.shape == (len(data.corpus), 32) and not model.get_output_embeddings().weight.requires_grad
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, rtol=1e-5)
+    if emb.shape[1] == 32:
+        np.testing.assert_allclose(rows, emb / np.linalg.norm(emb, axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
+    cross = model.decoder.bert.encoder.layer[0].crossattention
+    assert torch.count_nonzero(cross.self.query.weight) == 0
+    assert torch.equal(cross.self.value.weight, torch.eye(32))
+
+
 def test_resume_refuses_a_changed_recipe_before_any_work(tmp_path: Path) -> None:
     from genret.config import ConfigError, to_dict
     from genret.pipeline import refuse_changed_recipe, run_recipe
