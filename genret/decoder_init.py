@@ -26,6 +26,12 @@ first 12 words, before any training, share with exact dense MiniLM this much of 
 (the centring costs almost nothing). A smaller ``eps`` is closer to linear but starts the output transform as a
 tiny matrix, which Adam's first steps (about the learning rate each) then rewrite; 0.1 is the compromise.
 Training then starts from dense retrieval instead of from noise. Every weight stays trainable.
+
+Measured with ``recipes/pseudo-beir.yaml`` on scifact with all 809 train claims held out of training (never
+trained on; nDCG@10 at steps 1000 / 2000 / 3000 / 4000): 0.592 / 0.630 / 0.638 / 0.645 with this init, 0.570 /
+0.613 / 0.630 / 0.636 from a random decoder (BM25 0.667, dense 0.660 on those claims). The first steps pull the
+model away from where it starts (nearly dense's ranking, by the overlap above; not measured on these claims), and
+training then climbs above the random start's curve.
 """
 
 from __future__ import annotations
