@@ -42,7 +42,7 @@ from genret.constraints.ngram import NgramConstraint
 from genret.evaluation import Run
 from genret.models import save_model
 from genret.retrievers.base import check_k, load_saved, resolve_device, search_in_batches
-from genret.retrievers.seal_check import query_ngrams
+from genret.retrievers.seal_check import occurring_ngrams
 from genret.retrievers.seal_scoring import SealScoring, score_documents
 from indexing.artifacts import write_artifact
 from indexing.ngrams import NgramIndex
@@ -189,9 +189,7 @@ class SealRetriever:
         found = []
         for ids, mask in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(), strict=True):
             tokens = [t for t, m in zip(ids, mask, strict=True) if m and t not in special]
-            ngrams = query_ngrams(tokens, self.config.query_ngrams)
-            counts = self.index.count(self.index.find(ngrams)) if ngrams else np.zeros(0, dtype=np.int64)
-            found.append([g for g, c in zip(ngrams, counts.tolist(), strict=True) if c > 0])
+            found.append(occurring_ngrams(self.index, tokens, self.config.query_ngrams))
         return found
 
     def _logprobs(self, enc: dict[str, torch.Tensor], hidden: torch.Tensor, owners: list[int],

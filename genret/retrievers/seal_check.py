@@ -47,15 +47,17 @@ def query_ngrams(tokens: Sequence[int], max_n: int = 4) -> list[tuple[int, ...]]
     return list(seen)
 
 
+def occurring_ngrams(index: NgramIndex, tokens: Sequence[int], max_n: int = 4) -> list[tuple[int, ...]]:
+    """:func:`query_ngrams` of ``tokens`` that occur in the index (in that order)."""
+    ngrams = query_ngrams(tokens, max_n)
+    counts = index.count(index.find(ngrams)) if ngrams else np.zeros(0, dtype=np.int64)
+    return [g for g, c in zip(ngrams, counts.tolist(), strict=True) if c > 0]
+
+
 def check_ngrams(index: NgramIndex, tokenizer: Any, queries: Mapping[str, str],
                  max_n: int = 4) -> dict[str, list[tuple[int, ...]]]:
     """``{qid: the query's n-grams (query_ngrams of its tokens) that occur in the index}``."""
-    out = {}
-    for qid, text in queries.items():
-        ngrams = query_ngrams(tokenizer.encode(text), max_n)
-        counts = index.count(index.find(ngrams)) if ngrams else np.zeros(0, dtype=np.int64)
-        out[qid] = [g for g, c in zip(ngrams, counts.tolist(), strict=True) if c > 0]
-    return out
+    return {qid: occurring_ngrams(index, tokenizer.encode(text), max_n) for qid, text in queries.items()}
 
 
 def ngram_check_run(index: NgramIndex, tokenizer: Any, queries: Mapping[str, str], max_n: int = 4,
