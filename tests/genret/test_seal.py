@@ -128,8 +128,8 @@ def test_save_and_load_in_a_fresh_process_gives_the_same_run(trained, data, tmp_
 
 
 def test_copy_path_candidates_are_the_query_ngrams_the_corpus_holds(trained, data) -> None:
-    """``query_ngrams = N``: each query's n-grams of 1..N tokens (special tokens out), against brute force
-    over every document's tokens; none without it."""
+    """``query_ngrams = N``: each query's n-grams of 1..N tokens (special tokens out) that occur in the corpus,
+    against brute force over every document's tokens."""
     docs = [trained.index.doc_tokens(d).tolist() for d in range(len(trained.index.doc_ids))]
     in_corpus = {tuple(toks[s : s + n]) for toks in docs for n in range(1, 4) for s in range(len(toks) - n + 1)}
     texts = list(data.queries.values())[:6]
