@@ -38,7 +38,7 @@ import torch
 from transformers import LogitsProcessorList
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from constrained_decoding import (  # noqa: E402  (shared model, inputs, timing and checks)
+from decoding_common import (  # noqa: E402  (shared model, inputs, timing and checks)
     EOS,
     PAD,
     VOCAB,

@@ -18,10 +18,9 @@ from typing import Any, BinaryIO
 from tqdm.auto import tqdm
 
 from indexing.builtin import resolve
+from indexing.trec import Qrels
 
 __all__ = ["CorpusError", "DataWarning", "check_qrels", "load_qrels"]
-
-Qrels = dict[str, dict[str, int]]
 
 _PROGRESS_MIN_BYTES = 16 << 20  # below this (roughly 10k documents) a progress bar is noise
 _EXAMPLES = 5

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_importing_indexing_does_not_import_torch() -> None:
     code = (
-        "import sys, indexing, indexing.corpus, indexing.docids, indexing.trie, indexing.index, "
-        "indexing.artifacts, indexing.tokenizer, indexing.kmeans, indexing.embeddings\n"
+        "import sys, indexing, indexing.corpus, indexing.docids, indexing.trie, indexing.index, indexing.ngrams, "
+        "indexing.trec, indexing.qrels, indexing.artifacts, indexing.tokenizer, indexing.kmeans, indexing.embeddings\n"
         "bad = sorted(m for m in ('torch', 'transformers', 'genret') if m in sys.modules)\n"
         "print(','.join(bad))"
     )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from genret.evaluation import Run
+from indexing.trec import Run
 
 #: ``search_texts(texts, k)``: for each text its top-k ``(document row, score)`` pairs, best first
 SearchTexts = Callable[[list[str], int], list[list[tuple[int, float]]]]

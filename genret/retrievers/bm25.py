@@ -25,10 +25,10 @@ from typing import Any
 
 import bm25s
 
-from genret.evaluation import Run
 from genret.retrievers.base import check_k
 from indexing.artifacts import ArtifactError, load_json, read_manifest, save_json, write_artifact
 from indexing.columns import column, document_texts
+from indexing.trec import Run
 
 logger = logging.getLogger(__name__)
 

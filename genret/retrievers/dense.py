@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from genret.evaluation import Run
 from genret.retrievers.base import check_k
 from indexing.artifacts import load_json, load_npy, read_manifest, save_json, save_npy, write_artifact
 from indexing.columns import column
 from indexing.embeddings import encode_corpus, encode_texts
+from indexing.trec import Run
 
 KIND = "dense"
 

@@ -20,11 +20,11 @@ from transformers import LogitsProcessorList
 
 from genret.config import check_numbers, to_dict
 from genret.constraints import ConstrainedLogitsProcessor, TrieConstraint
-from genret.evaluation import Run
 from genret.models import save_model
 from genret.retrievers.base import check_k, load_saved, resolve_device, search_in_batches
 from indexing.artifacts import write_artifact
 from indexing.index import DocidIndex
+from indexing.trec import Run
 
 KIND = "dsi-retriever"
 

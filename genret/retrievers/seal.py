@@ -39,13 +39,13 @@ from transformers.modeling_outputs import BaseModelOutput
 from genret.config import check_numbers, to_dict
 from genret.constraints import ConstrainedLogitsProcessor
 from genret.constraints.ngram import NgramConstraint
-from genret.evaluation import Run
 from genret.models import save_model
 from genret.retrievers.base import check_k, load_saved, resolve_device, search_in_batches
 from genret.retrievers.seal_check import occurring_ngrams
 from genret.retrievers.seal_scoring import SealScoring, score_documents
 from indexing.artifacts import write_artifact
 from indexing.ngrams import NgramIndex
+from indexing.trec import Run
 
 KIND = "seal-retriever"
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from genret.evaluation import Run
 from genret.retrievers.seal_scoring import SealScoring, score_documents
 from indexing.ngrams import NgramIndex
+from indexing.trec import Run
 
 
 def query_ngrams(tokens: Sequence[int], max_n: int = 4) -> list[tuple[int, ...]]:

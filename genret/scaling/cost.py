@@ -2,7 +2,7 @@
 memory, index size and constrained-decoding latency grow with the number of documents, per scheme.
 
 Corpora are synthetic (``indexing.synthetic.zipf_documents``: i.i.d. Zipfian token ids, nested sizes), so
-retrieval quality means nothing here and is never measured. One cell = one (size, scheme): the recipe, the
+retrieval quality means nothing here and is never measured. One cell = one (size, scheme): the recipe is :mod:`genret.scaling.cost_config`'s; the
 resumable loop over cells and a cell's row are here; the builds are :mod:`genret.scaling.cost_build`'s, the
 decoding latency :mod:`genret.scaling.cost_decode`'s.
 
@@ -26,103 +26,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genret.config import ConfigError, load_config, to_dict
+from genret.config import ConfigError, to_dict
 from genret.provenance import machine_info
-from genret.scaling.cost_build import DSI_SCHEMES, NGRAM_SCHEMES, measure_build, measure_disk, warm_up
+from genret.scaling.cost_build import measure_build, measure_disk, warm_up
+from genret.scaling.cost_config import CostSweepConfig, load_cost_sweep
 from genret.scaling.cost_decode import measure_decoding
 from genret.scaling.memory import reset_peak
 from genret.scaling.report import write_report
 from genret.scaling.results import append_row, cell_key, done_cells
-
-SCHEMES = (*DSI_SCHEMES, *NGRAM_SCHEMES)
-
-
-# ---------------------------------------------------------------------------------------------- config
-
-
-@dataclass
-class CorpusConfig:
-    """The synthetic documents (``indexing.synthetic.zipf_documents``)."""
-
-    vocab: int = 32000
-    zipf: float = 1.0
-    min_length: int = 48
-    max_length: int = 80
-    seed: int = 0
-
-
-@dataclass
-class SemanticConfig:
-    """Semantic ids: hierarchical k-means (``k`` clusters, leaves of <= ``c``) over ``dim``-d TF-IDF SVD."""
-
-    k: int = 10
-    c: int = 100
-    dim: int = 128
-
-
-@dataclass
-class DecodeConfig:
-    """Constrained beam search with a tiny random T5 (``cost_decode.TINY_T5``): what each latency batch runs."""
-
-    batch: int = 8
-    beams: int = 20
-    warmup: int = 1
-    rounds: int = 5
-    query_length: int = 16
-    ngram_length: int = 10
-    enumerate_width: int = 1000
-    keep_top: int = 0
-    """N-gram followers kept per wide row; 0 means 2 x beams (the beams of the full mask)."""
-    threads: int = 1
-    seed: int = 0
-
-
-@dataclass
-class CostSweepConfig:
-    """A ``kind: cost`` recipe: sizes x schemes, each cell measured once (see the module docstring)."""
-
-    name: str = "scaling-cost"
-    kind: str = "cost"
-    output_dir: str = "runs/scaling-cost"
-    sizes: list[int] = field(default_factory=lambda: [10_000, 100_000, 1_000_000])
-    schemes: list[str] = field(default_factory=lambda: list(SCHEMES))
-    tokenizer: str | None = "minilm"
-    """Text tokenizer of the DSI cells (its vocabulary comes first, naive ids are tokenized with it); null:
-    identifiers of new tokens only (pad 0, eos 1; naive digits become 10 new tokens)."""
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)
-    semantic: SemanticConfig = field(default_factory=SemanticConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    isolate: bool = True
-    """Run each cell in a fresh Python process (clean memory figures); false: in this process (tests)."""
-    work_dir: str | None = None
-    """Where saved indexes are measured (deleted after each cell); null: a temporary folder."""
-
-    def __post_init__(self) -> None:
-        if self.kind != "cost":
-            raise ValueError(f"kind: a cost sweep recipe has kind 'cost', got {self.kind!r}")
-        if not self.sizes or any(s < 1 for s in self.sizes):
-            raise ValueError(f"sizes: expected a non-empty list of positive document counts, got {self.sizes}")
-        unknown = [s for s in self.schemes if s not in SCHEMES]
-        if unknown or not self.schemes:
-            raise ValueError(f"schemes: unknown {unknown or 'empty list'}; valid schemes: {', '.join(SCHEMES)}")
-        if self.decode.beams < 2 or self.decode.batch < 1 or self.decode.rounds < 1:
-            raise ValueError("decode: needs beams >= 2, batch >= 1 and rounds >= 1")
-
-
-def load_cost_sweep(path: str | os.PathLike, overrides: list[str] | None = None) -> CostSweepConfig:
-    """A cost sweep recipe (strict schema; errors name the file and the key)."""
-    return load_config(CostSweepConfig, path, overrides)
-
 
 # ---------------------------------------------------------------------------------------------- the sweep
 
@@ -235,31 +154,6 @@ def measure_cell(config: CostSweepConfig, size: int, scheme: str, progress: bool
     }
     return {"sweep": config.name, "cell": cell_key(size, scheme), "size": size, "system": scheme, "cost": cost,
             "info": info}
-
-
-# ---------------------------------------------------------------------------------------------- table
-
-
-def cost_table(rows: list[dict[str, Any]]) -> str:
-    """The README's markdown table of cost rows: build, bytes, memory, latency per (size, scheme), with the
-    phase memory and constraint time that ``genret.scaling.report``'s generic table leaves out."""
-    head = ("| documents | scheme | build s | index on disk | index in memory | build memory (peak above start) | "
-            "peak RSS | latency p50 ms/query (batch) | constraint ms/batch | q/s |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    order = {s: i for i, s in enumerate(SCHEMES)}
-    for r in sorted(rows, key=lambda r: (r["size"], order.get(r["system"], 99))):
-        c, info = r["cost"], r.get("info", {})
-        d = info.get("decode", {})
-        lines.append(
-            f"| {r['size']:,} | {r['system']} | {c['build_s']:.2f} | {_mb(c['index_bytes_disk'])} | "
-            f"{_mb(c['index_bytes_memory'])} | {_mb(info.get('build', {}).get('rss_delta_bytes', float('nan')))} | "
-            f"{_mb(c['peak_rss_bytes'])} | {c['latency_p50_ms']:.1f} ({statistics.median(d.get('batch_ms', [0])):.0f}) "
-            f"| {d.get('constraint_ms_p50', float('nan')):.1f} | {c['qps']:.1f} |")
-    return "\n".join(lines)
-
-
-def _mb(value: float) -> str:
-    return f"{value / 2**20:,.1f} MiB" if value < 2**30 else f"{value / 2**30:.2f} GiB"
 
 
 def main(argv: list[str] | None = None) -> None:

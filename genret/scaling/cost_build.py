@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genret.scaling.cost_config import DSI_SCHEMES, NGRAM_SCHEMES
 from genret.scaling.memory import folder_bytes, peak_rss, reset_peak, rss_now
 
 if TYPE_CHECKING:
-    from genret.scaling.cost import CostSweepConfig
+    from genret.scaling.cost_config import CostSweepConfig
 
-DSI_SCHEMES = {"dsi-atomic": "atomic", "dsi-naive": "naive", "dsi-semantic": "semantic"}
-NGRAM_SCHEMES = {"ngram-sa": "sa", "ngram-fm": "fm"}
 PAD, EOS = 0, 1  # the n-gram cells' model: pad (also the decoder start) and eos, never in a synthetic document
 
 

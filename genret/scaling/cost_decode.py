@@ -20,7 +20,7 @@ import numpy as np
 from genret.scaling.memory import peak_rss, reset_peak, rss_now
 
 if TYPE_CHECKING:
-    from genret.scaling.cost import DecodeConfig
+    from genret.scaling.cost_config import DecodeConfig
 
 TINY_T5 = {"d_model": 64, "d_ff": 256, "d_kv": 16, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4}
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from genret.evaluation import Qrels
 from indexing.corpus import load_beir, load_qrels, load_queries
+from indexing.trec import Qrels
 
 ALL = "all"
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from genret.config import ConfigError, load_config
-from genret.scaling.cost import SCHEMES, CostSweepConfig, DecodeConfig, run_cost_config
+from genret.scaling.cost import run_cost_config
 from genret.scaling.cost_build import measure_build
+from genret.scaling.cost_config import SCHEMES, CostSweepConfig, DecodeConfig
 from genret.scaling.results import read_rows
 from indexing.embeddings import token_tfidf_embeddings
 from indexing.synthetic import as_dataset, document_lengths, zipf_documents, zipf_token_stream
