@@ -128,7 +128,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="run a retriever over a collection's queries and print metrics",
         description="Search every judged query of a split and evaluate the run with ir-measures.",
     )
-    p.add_argument("--retriever", choices=["bm25", "dense", "dsi", "seal"], default=None,
+    from genret.retrievers.baselines import BASELINES
+    from genret.systems import SYSTEMS
+
+    p.add_argument("--retriever", choices=[*BASELINES, *SYSTEMS], default=None,
                    help="which retriever to run (default: the trained one with --index, else bm25)")
     p.add_argument("--index", type=Path, help="a trained retriever folder (genret train / run): evaluates it")
     p.add_argument("--data", required=True,
@@ -286,20 +289,18 @@ def cmd_ngrams(args: argparse.Namespace) -> int:
 
 
 def _retriever(args: argparse.Namespace, corpus: object) -> object:
-    if args.retriever in ("dsi", "seal"):
+    from genret.retrievers.baselines import build_baseline
+    from genret.systems import SYSTEMS
+
+    if args.retriever in SYSTEMS:
         from genret.retrievers import load_retriever
 
         if args.index is None:
             raise UsageError(f"--retriever {args.retriever} needs --index DIR (a trained retriever "
                              f"folder)")
         return load_retriever(args.index)
-    if args.retriever == "dense":
-        from genret.retrievers.dense import DenseRetriever
-
-        return DenseRetriever.index(corpus)
-    from genret.retrievers.bm25 import BM25Retriever
-
-    return BM25Retriever.index(corpus, stemmer=args.stemmer)
+    options = {"stemmer": args.stemmer} if args.retriever == "bm25" else {}
+    return build_baseline(args.retriever, corpus, **options)
 
 
 def _check_same_corpus(indexed: list[str], corpus_ids: list[str], args: argparse.Namespace) -> None:
@@ -322,7 +323,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = load_beir(args.data, split=args.split, on_duplicate=args.on_duplicate)
     retriever = _retriever(args, data.corpus)
     if args.index is not None:  # the folder says which system it is
-        args.retriever = "seal" if type(retriever).__name__ == "SealRetriever" else "dsi"
+        from genret.systems import system_of
+
+        args.retriever = system_of(retriever).name
         _check_same_corpus(retriever.doc_ids, data.corpus["_id"], args)
     run = retriever.search(data.queries, k=args.k)
     metrics = evaluate(run, data.qrels, tuple(args.measures) if args.measures else DEFAULT_MEASURES)

@@ -1,10 +1,10 @@
 """Run a recipe end to end: index -> training pairs -> model -> train -> save -> search -> evaluate.
 
 ``run_recipe(recipe)`` writes one result folder: ``retriever/`` (the trained index, loadable with
-``DsiRetriever.from_pretrained`` or ``SealRetriever.from_pretrained``), ``train/`` (metrics.jsonl,
-checkpoints), ``runs/*.trec`` and ``results.json`` with every system's metrics on the same
-queries, BM25 (and dense) beside genret. Only the first step differs between the systems
-(:func:`prepare_dsi`, :func:`prepare_seal`: index, pairs, model and how to wrap a trained model).
+``genret.retrievers.load_retriever``), ``train/`` (metrics.jsonl, checkpoints), ``runs/*.trec`` and
+``results.json`` with every system's metrics on the same queries, BM25 (and dense) beside genret. Only the
+first step differs between the systems: the registered system's ``prepare`` (:mod:`genret.systems`: index,
+pairs, model and how to wrap a trained model).
 """
 
 from __future__ import annotations
@@ -20,25 +20,14 @@ from typing import Any
 import torch
 
 from genret.config import ConfigError, from_dict, to_dict
-from genret.data import build_training_pairs
-from genret.decoder_init import init_decoder_as_mean_pooling
-from genret.distillation import distill_pairs, pseudo_query_judgments
-from genret.docid_init import freeze_docid_rows, init_docid_rows
 from genret.encoder_cache import training_inputs
 from genret.evaluation import Qrels, Run, evaluate, write_trec_run
-from genret.models import build_model, build_text_model
 from genret.provenance import git_commit, machine_info
-from genret.recipe import BASELINES, Recipe
-from genret.retrievers.dsi import DsiRetriever
-from genret.retrievers.seal import SealRetriever
-from genret.seal_pairs import build_seal_pairs
+from genret.recipe import Recipe
+from genret.retrievers.baselines import build_baseline
+from genret.systems import get_system
 from genret.training import refuse_mixed_runs, train
 from indexing.corpus import load_beir, load_qrels, load_queries
-from indexing.docids import make_scheme
-from indexing.embeddings import encode_corpus
-from indexing.index import build_index
-from indexing.ngrams import NgramIndex
-from indexing.tokenizer import load_tokenizer
 
 
 @dataclass
@@ -81,89 +70,6 @@ def limit_corpus(corpus: Any, keep: set[str], max_docs: int) -> Any:
 def _first(queries: dict[str, str], qrels: Qrels, n: int | None) -> EvalSet:
     keep = list(queries)[:n] if n is not None else list(queries)
     return EvalSet({q: queries[q] for q in keep}, {q: qrels[q] for q in keep})
-
-
-def _baseline(name: str, corpus: Any) -> Any:
-    if name == "bm25":
-        from genret.retrievers.bm25 import BM25Retriever
-
-        return BM25Retriever.index(corpus, show_progress=False)
-    if name == "dense":
-        from genret.retrievers.dense import DenseRetriever
-
-        return DenseRetriever.index(corpus)
-    raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
-
-
-@dataclass
-class Prepared:
-    """What a system brings to the shared loop: its training pairs, untrained model, and a retriever maker."""
-
-    pairs: Any
-    model: Any
-    hf_tokenizer: Any
-    documents: int
-    make_retriever: Any
-    """``(trained model, device=None) -> retriever`` over the system's index."""
-
-
-def prepare_dsi(recipe: Recipe, corpus: Any, queries: dict[str, str] | None, qrels: Qrels | None,
-                progress: bool) -> Prepared:
-    """Docids and their trie, DSI pairs (indexing, retrieval, pseudo-queries), a model sized to the docids."""
-    name = recipe.docids.tokenizer
-    tokenizer = None if name is None or name.lower() == "none" else load_tokenizer(name)
-    scheme = make_scheme(recipe.docids.scheme, **recipe.docids.params)
-    if hasattr(scheme, "progress") and "progress" not in recipe.docids.params:
-        scheme.progress = progress  # embedding a corpus for semantic ids takes minutes on a CPU: show it
-    index = build_index(corpus, scheme, tokenizer, source=recipe.data.path)
-    pairs = build_training_pairs(
-        corpus, index.docids, queries=queries, qrels=qrels,
-        pseudo_queries=recipe.pairs.pseudo_queries, queries_per_doc=recipe.pairs.queries_per_doc,
-        index_views=tuple(recipe.pairs.index_views), spans_per_doc=recipe.pairs.spans_per_doc,
-        task_weights=recipe.pairs.task_weights or None, seed=recipe.pairs.seed, progress=progress,
-    )
-    if recipe.pairs.teacher:
-        pairs = distill_pairs(pairs, corpus, index.docids, teacher=recipe.pairs.teacher,
-                              depth=recipe.pairs.teacher_depth, samples=recipe.pairs.teacher_samples,
-                              temperature=recipe.pairs.teacher_temperature, seed=recipe.pairs.seed)
-    model, hf_tokenizer = build_model(recipe.model, index.docids)
-    if recipe.model.init_docids_from:
-        embeddings = encode_corpus(corpus, recipe.model.init_docids_from, progress=progress)  # memoised per process
-        init_docid_rows(model, index.docids, embeddings, seed=recipe.model.seed)
-    if recipe.model.freeze_docid_rows:
-        freeze_docid_rows(model)
-    if recipe.model.init_decoder == "mean-pooling":
-        init_decoder_as_mean_pooling(model)
-    return Prepared(pairs, model, hf_tokenizer, len(index),
-                    lambda m, device=None: DsiRetriever(m, hf_tokenizer, index, recipe.search, device=device))
-
-
-def prepare_seal(recipe: Recipe, corpus: Any, queries: dict[str, str] | None, qrels: Qrels | None,
-                 progress: bool) -> Prepared:
-    """The corpus's n-gram index, SEAL pairs (query -> spans and title, unsupervised spans), a text model."""
-    seal = recipe.seal
-    tokenizer = load_tokenizer(seal.tokenizer)
-    markers = tuple(seal.title_markers) if seal.title_markers else None
-    index = NgramIndex.build(corpus, tokenizer, backend=seal.backend, title_markers=markers, progress=progress)
-    made_queries, made_qrels = None, None
-    if recipe.pairs.queries_per_doc:
-        p = recipe.pairs
-        made_queries, made_qrels = pseudo_query_judgments(
-            corpus, p.pseudo_queries, p.queries_per_doc, teacher=p.teacher, depth=p.teacher_depth,
-            samples=p.teacher_samples, temperature=p.teacher_temperature, seed=p.seed)
-    pairs = build_seal_pairs(
-        corpus, tokenizer, queries=queries, qrels=qrels, title_markers=markers, span_tokens=seal.span_tokens,
-        spans_per_query=seal.spans_per_query, titles_per_query=seal.titles_per_query, temperature=seal.temperature,
-        title_tokens=seal.title_tokens, pseudo_queries=made_queries, pseudo_qrels=made_qrels,
-        spans_per_pseudo_query=seal.spans_per_pseudo_query, unsupervised_per_doc=seal.unsupervised_per_doc,
-        task_weights=seal.task_weights or None, seed=seal.seed, progress=progress,
-    )
-    model, hf_tokenizer = build_text_model(recipe.model, tokenizer, max_new_tokens=seal.search.max_length)
-    return Prepared(pairs, model, hf_tokenizer, index.n_docs,
-                    lambda m, device=None: SealRetriever(m, hf_tokenizer, index, seal.search, device=device))
-
-
-PREPARE = {"dsi": prepare_dsi, "seal": prepare_seal}
 
 
 RESUMABLE_CHANGES = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.log_with",
@@ -228,7 +134,7 @@ def run_recipe(
     if recipe.data.max_docs is not None:
         judged = {d for rel in [*data.qrels.values(), *(train_qrels or {}).values()] for d in rel}
         data.corpus = limit_corpus(data.corpus, judged, recipe.data.max_docs)
-    prepared = PREPARE[recipe.system](recipe, data.corpus, train_queries, train_qrels, progress)
+    prepared = get_system(recipe.system).prepare(recipe, data.corpus, train_queries, train_qrels, progress)
     pairs, model, hf_tokenizer = prepared.pairs, prepared.model, prepared.hf_tokenizer
     timings["index_s"] = time.perf_counter() - start
     memo = memorization_set(data.corpus, recipe.data.memorization_docs)
@@ -271,7 +177,7 @@ def run_recipe(
     sets = {"queries": queries, "memorization": memo}
     systems: dict[str, Any] = {"genret": retriever}
     for name in recipe.eval.baselines:
-        systems[name] = _baseline(name, data.corpus)
+        systems[name] = build_baseline(name, data.corpus, progress=progress)
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     (out / "runs").mkdir(exist_ok=True)
     t0 = time.perf_counter()

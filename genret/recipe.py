@@ -13,8 +13,10 @@ from typing import Any
 
 from genret.config import ConfigError, check_numbers, load_config
 from genret.models import ModelConfig
+from genret.retrievers.baselines import BASELINES
 from genret.retrievers.dsi import SearchConfig
 from genret.retrievers.seal import SealSearchConfig
+from genret.systems import SYSTEMS
 from genret.training import TrainConfig
 from indexing.qrels import check_option
 
@@ -128,7 +130,6 @@ class SealConfig:
                                     "spans_per_pseudo_query"))
 
 
-BASELINES = ("bm25", "dense")
 """Baselines a recipe can run beside genret: BM25 (bm25s) and dense all-MiniLM-L6-v2 (exact cosine)."""
 
 
@@ -174,9 +175,6 @@ class Recipe:
     """Metrics the recipe header promises: {system: {measure: value}}; checked within a tolerance."""
 
 
-SYSTEMS = ("dsi", "seal")
-
-
 def resolve_recipe(name_or_path: str | Path) -> Path:
     """A recipe file: a path, or the bare name of a packaged recipe (``quickstart``, ``quickstart.yaml``).
 
@@ -207,10 +205,15 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     if "docids.scheme" in keys and not any(k == "docids.params" or k.startswith("docids.params.") for k in keys):
         overrides.insert(keys.index("docids.scheme"), "docids.params={}")
     recipe = load_config(Recipe, path, overrides)
-    if recipe.system not in SYSTEMS:
-        raise ConfigError(f"{path}: system: expected one of {', '.join(SYSTEMS)}, got {recipe.system!r}")
-    if recipe.system == "seal" and (recipe.model.init_docids_from or recipe.model.freeze_docid_rows
-                                    or recipe.model.init_decoder):
-        raise ConfigError(f"{path}: model.init_docids_from, freeze_docid_rows and init_decoder are for docid tokens "
-                          f"(system dsi); a SEAL model decodes the tokenizer's own tokens")
+    check_system(recipe, path)
     return recipe
+
+
+def check_system(recipe: Recipe, where: str | Path) -> None:
+    """ConfigError unless ``recipe.system`` is a registered system and that system accepts the recipe."""
+    system = SYSTEMS.get(recipe.system)
+    if system is None:
+        raise ConfigError(f"{where}: system: expected one of {', '.join(SYSTEMS)}, got {recipe.system!r}")
+    problems = system.check_recipe(recipe) if system.check_recipe else []
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))

@@ -40,7 +40,7 @@ class DocidIndex:
             "trie_nodes": self.trie.n_nodes,
         }
 
-    def config(self) -> dict[str, Any]:
+    def manifest_config(self) -> dict[str, Any]:
         """What a manifest records about this index (scheme, tokenizer, vocabulary, source)."""
         return {"docids": self.docids.info(), "source": self.source}
 
@@ -53,14 +53,14 @@ class DocidIndex:
 
     @classmethod
     def from_files(cls, folder: Path, config: dict[str, Any], mmap: bool = False) -> DocidIndex:
-        """Read what ``write_files`` wrote; ``config`` is ``config()`` as recorded in the manifest."""
+        """Read what ``write_files`` wrote; ``config`` is ``manifest_config()`` as recorded in the manifest."""
         docids = Docids.load(folder / "docids", config["docids"])
         trie = DocidTrie.load(folder / "trie", mmap=mmap)
         return cls(docids=docids, trie=trie, source=config.get("source"))
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the index folder atomically (see ``indexing.artifacts``)."""
-        return write_artifact(path, KIND, self.write_files, config=self.config(), counts=self.counts(),
+        return write_artifact(path, KIND, self.write_files, config=self.manifest_config(), counts=self.counts(),
                               overwrite=overwrite)
 
     @classmethod

@@ -1,6 +1,6 @@
 """Retrievers: anything with ``search(queries, k) -> Run``, ``save_pretrained`` and ``from_pretrained``.
 
-Baselines (BM25 here; dense later) and generative retrievers (DSI, SEAL) share the one protocol
+Baselines (BM25, dense) and generative retrievers (DSI, SEAL) share the one protocol
 (:class:`Retriever`). ``BM25Retriever`` is imported on first use, so importing the protocol does
 not pull in bm25s.
 """
@@ -16,22 +16,17 @@ if TYPE_CHECKING:
 
 __all__ = ["BM25Config", "BM25Retriever", "Retriever", "load_retriever"]
 
-#: manifest kind -> the class that loads it
-GENERATIVE = {"dsi-retriever": "genret.retrievers.dsi:DsiRetriever",
-              "seal-retriever": "genret.retrievers.seal:SealRetriever"}
-
-
 def load_retriever(path: str, device: str | None = None) -> Any:
-    """A trained generative retriever folder (DSI or SEAL, read from its manifest), verified and loaded."""
-    import importlib
-
+    """A trained generative retriever folder of any registered system (read from its manifest), verified, loaded."""
+    from genret.systems import SYSTEMS, system_for_kind
     from indexing.artifacts import ArtifactError, read_manifest
 
     kind = read_manifest(path, verify=False).get("kind")
-    if kind not in GENERATIVE:
-        raise ArtifactError(f"{path}: a {kind!r} folder, not a trained retriever ({', '.join(GENERATIVE)})")
-    module, cls = GENERATIVE[kind].split(":")
-    return getattr(importlib.import_module(module), cls).from_pretrained(path, device=device)
+    system = system_for_kind(kind)
+    if system is None:
+        kinds = ", ".join(s.kind for s in SYSTEMS.values())
+        raise ArtifactError(f"{path}: a {kind!r} folder, not a trained retriever of a registered system ({kinds})")
+    return system.retriever_class().from_pretrained(path, device=device)
 
 
 def __getattr__(name: str) -> Any:

@@ -38,6 +38,28 @@ class Retriever(Protocol):
     def from_pretrained(cls, path: str | os.PathLike) -> Retriever: ...
 
 
+def save_generative(retriever: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """A generative retriever's model (safetensors), tokenizer, index files and search config as one verified folder
+    of manifest kind ``retriever.KIND``; :func:`load_generative` reads it back."""
+    from genret.config import to_dict
+    from genret.models import save_model
+    from indexing.artifacts import write_artifact
+
+    def write(tmp: Path) -> None:
+        save_model(retriever.model, retriever.tokenizer, tmp / "model")
+        retriever.index.write_files(tmp / "index")
+
+    config = {"search": to_dict(retriever.config), "index": retriever.index.manifest_config()}
+    return write_artifact(path, retriever.KIND, write, config=config, counts=retriever.index.counts(),
+                          overwrite=overwrite)
+
+
+def load_generative(cls: Any, path: str | os.PathLike, index_cls: Any, search_cls: Any,
+                    device: str | None = None) -> Any:
+    """``cls(model, tokenizer, index, search config, device=device)`` from a folder :func:`save_generative` wrote."""
+    return cls(*load_saved(Path(path), cls.KIND, index_cls, search_cls), device=device)
+
+
 def load_saved(folder: Path, kind: str, index_cls: Any, search_cls: Any) -> tuple[Any, Any, Any, Any]:
     """``(model, tokenizer, index, search config)`` of a saved generative retriever folder of ``kind``: manifest and
     checksums verified, a config the loaders cannot read refused as an ArtifactError, counts checked against the

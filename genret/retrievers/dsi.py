@@ -18,15 +18,11 @@ import numpy as np
 import torch
 from transformers import LogitsProcessorList
 
-from genret.config import check_numbers, to_dict
+from genret.config import check_numbers
 from genret.constraints import ConstrainedLogitsProcessor, TrieConstraint
-from genret.models import save_model
-from genret.retrievers.base import check_k, load_saved, resolve_device, search_in_batches
-from indexing.artifacts import write_artifact
+from genret.retrievers.base import check_k, load_generative, resolve_device, save_generative, search_in_batches
 from indexing.index import DocidIndex
 from indexing.trec import Run
-
-KIND = "dsi-retriever"
 
 
 @dataclass
@@ -46,6 +42,9 @@ class SearchConfig:
 
 class DsiRetriever:
     """A trained corpus-in-model index: model + tokenizer + docid index (identifiers and trie)."""
+
+    KIND = "dsi-retriever"
+    """The manifest kind of a saved folder (``genret.systems`` finds the system by it)."""
 
     def __init__(self, model: Any, tokenizer: Any, index: DocidIndex, config: SearchConfig | None = None,
                  device: str | None = None) -> None:
@@ -114,17 +113,9 @@ class DsiRetriever:
 
     def save_pretrained(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Model (safetensors), tokenizer, identifiers, trie and search config as one verified folder."""
-
-        def write(tmp: Path) -> None:
-            save_model(self.model, self.tokenizer, tmp / "model")
-            self.index.write_files(tmp / "index")
-
-        config = {"search": to_dict(self.config), "index": self.index.config()}
-        return write_artifact(path, KIND, write, config=config, counts=self.index.counts(), overwrite=overwrite)
+        return save_generative(self, path, overwrite)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> DsiRetriever:
         """Load a saved retriever after verifying its manifest and every checksum."""
-        folder = Path(path)
-        model, tokenizer, index, search = load_saved(folder, KIND, DocidIndex, SearchConfig)
-        return cls(model, tokenizer, index, search, device=device)
+        return load_generative(cls, path, DocidIndex, SearchConfig, device=device)

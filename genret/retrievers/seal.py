@@ -36,18 +36,14 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from genret.config import check_numbers, to_dict
+from genret.config import check_numbers
 from genret.constraints import ConstrainedLogitsProcessor
 from genret.constraints.ngram import NgramConstraint
-from genret.models import save_model
-from genret.retrievers.base import check_k, load_saved, resolve_device, search_in_batches
+from genret.retrievers.base import check_k, load_generative, resolve_device, save_generative, search_in_batches
 from genret.retrievers.seal_check import occurring_ngrams
 from genret.retrievers.seal_scoring import SealScoring, score_documents
-from indexing.artifacts import write_artifact
 from indexing.ngrams import NgramIndex
 from indexing.trec import Run
-
-KIND = "seal-retriever"
 
 
 @dataclass
@@ -117,6 +113,9 @@ class NgramRecorder(LogitsProcessor):
 
 class SealRetriever:
     """A model trained to generate corpus n-grams + the corpus's :class:`NgramIndex`."""
+
+    KIND = "seal-retriever"
+    """The manifest kind of a saved folder (``genret.systems`` finds the system by it)."""
 
     def __init__(self, model: Any, tokenizer: Any, index: NgramIndex, config: SealSearchConfig | None = None,
                  device: str | None = None) -> None:
@@ -259,17 +258,9 @@ class SealRetriever:
 
     def save_pretrained(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Model (safetensors), tokenizer, n-gram index and search config as one verified folder."""
-
-        def write(tmp: Path) -> None:
-            save_model(self.model, self.tokenizer, tmp / "model")
-            self.index.write_files(tmp / "index")
-
-        config = {"search": to_dict(self.config), "index": self.index.manifest_config()}
-        return write_artifact(path, KIND, write, config=config, counts=self.index.counts(), overwrite=overwrite)
+        return save_generative(self, path, overwrite)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> SealRetriever:
         """Load a saved retriever after verifying its manifest and every checksum (index memory-mapped)."""
-        folder = Path(path)
-        model, tokenizer, index, search = load_saved(folder, KIND, NgramIndex, SealSearchConfig)
-        return cls(model, tokenizer, index, search, device=device)
+        return load_generative(cls, path, NgramIndex, SealSearchConfig, device=device)

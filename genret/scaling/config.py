@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from genret.config import load_config, read_yaml
-
-BASELINES = ("bm25", "dense")
-GENERATIVE = ("dsi", "seal")
+from genret.retrievers.baselines import BASELINES
+from genret.systems import SYSTEMS
 
 
 @dataclass
@@ -39,15 +38,16 @@ class SystemConfig:
     name: str
     """Its name in results.jsonl and the figures (e.g. ``dsi-atomic``)."""
     system: str
-    """bm25 | dense | dsi | seal."""
+    """A baseline (bm25 | dense) or a registered generative system (dsi | seal | ...)."""
     recipe: str | None = None
     """dsi/seal: the base recipe (packaged name or path); its data section is replaced by the sweep's corpus."""
     overrides: list[str] = field(default_factory=list)
     """``key.path=value`` overrides of the base recipe (e.g. ``docids.scheme=atomic``)."""
 
     def __post_init__(self) -> None:
-        if self.system not in BASELINES + GENERATIVE:
-            raise ValueError(f"system {self.system!r} of {self.name!r}: expected one of {BASELINES + GENERATIVE}")
+        known = (*BASELINES, *SYSTEMS)
+        if self.system not in known:
+            raise ValueError(f"system {self.system!r} of {self.name!r}: expected one of {', '.join(known)}")
         if self.system in BASELINES and (self.recipe or self.overrides):
             raise ValueError(f"{self.name!r}: the {self.system} baseline takes no recipe or overrides")
 

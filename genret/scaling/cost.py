@@ -2,9 +2,9 @@
 memory, index size and constrained-decoding latency grow with the number of documents, per scheme.
 
 Corpora are synthetic (``indexing.synthetic.zipf_documents``: i.i.d. Zipfian token ids, nested sizes), so
-retrieval quality means nothing here and is never measured. One cell = one (size, scheme): the recipe is :mod:`genret.scaling.cost_config`'s; the
-resumable loop over cells and a cell's row are here; the builds are :mod:`genret.scaling.cost_build`'s, the
-decoding latency :mod:`genret.scaling.cost_decode`'s.
+retrieval quality means nothing here and is never measured. One cell = one (size, scheme): the resumable loop over
+cells and a cell's row are here; the recipe's schema is :mod:`genret.scaling.cost_config`'s, the builds
+:mod:`genret.scaling.cost_build`'s, the decoding latency :mod:`genret.scaling.cost_decode`'s.
 
 Measured (fields of a ``genret.scaling.results`` row; details under ``info``):
 

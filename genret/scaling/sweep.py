@@ -24,7 +24,8 @@ from typing import Any
 from genret.config import ConfigError, apply_overrides, from_dict, to_dict
 from genret.evaluation import Qrels, evaluate
 from genret.provenance import machine_info
-from genret.scaling.config import BASELINES, SweepConfig, SystemConfig, load_sweep, to_collection_dicts
+from genret.retrievers.baselines import BASELINES, build_baseline
+from genret.scaling.config import SweepConfig, SystemConfig, load_sweep, to_collection_dicts
 from genret.scaling.measure import (
     CountingCollator,
     id_params,
@@ -155,16 +156,8 @@ def _search_fn(retriever: Any) -> Any:
 
 def _baseline_cell(system: SystemConfig, corpus: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     t0 = time.perf_counter()
-    if system.system == "bm25":
-        from genret.retrievers.bm25 import BM25Retriever
-
-        retriever: Any = BM25Retriever.index(corpus, show_progress=False)
-        params = 0
-    else:
-        from genret.retrievers.dense import DenseRetriever
-
-        retriever = DenseRetriever.index(corpus, progress=False)
-        params = _minilm_params()
+    retriever = build_baseline(system.system, corpus, progress=False)
+    params = _minilm_params() if system.system == "dense" else 0
     cost = {"params": params, "id_params": 0, "build_s": time.perf_counter() - t0}
     return retriever, cost, {"kind": system.system}
 
@@ -197,12 +190,12 @@ def _generative_cell(config: SweepConfig, system: SystemConfig, corpus: Any, que
                      qrels: Qrels, work: Path, progress: bool) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     from genret.encoder_cache import training_inputs
     from genret.models import count_parameters
-    from genret.pipeline import PREPARE
+    from genret.systems import get_system
     from genret.training import train
 
     recipe = system_recipe(system)
     t0 = time.perf_counter()
-    prepared = PREPARE[recipe.system](recipe, corpus, queries or None, qrels or None, False)
+    prepared = get_system(recipe.system).prepare(recipe, corpus, queries or None, qrels or None, False)
     build_s = time.perf_counter() - t0
     dataset, base_collate, lengths = training_inputs(
         prepared.model, prepared.hf_tokenizer, prepared.pairs, freeze=recipe.model.freeze_encoder,

@@ -253,7 +253,7 @@ def test_seal_learns_from_teacher_judged_pseudo_queries_when_asked(tmp_path) -> 
     pseudo_query pairs (seal.spans_per_pseudo_query spans of each judged passage); without it there are none."""
     from collections import Counter
 
-    from genret.pipeline import prepare_seal
+    from genret.systems.seal import prepare_seal
 
     path = tmp_path / "seal.yaml"
     path.write_text(SEAL_RECIPE)
@@ -299,7 +299,7 @@ def test_docid_rows_from_embeddings_and_a_pooling_decoder_are_set_up_by_the_reci
     import numpy as np
     import torch
 
-    from genret.pipeline import prepare_dsi
+    from genret.systems.dsi import prepare_dsi
     from indexing.embeddings import encode_corpus
 
     recipe = tiny_recipe(tmp_path, tmp_path / "out", "docids.scheme=atomic", "docids.tokenizer=none",
