@@ -283,7 +283,7 @@ def cmd_ngrams(args: argparse.Namespace) -> int:
     index = NgramIndex.build(corpus, tokenizer, backend=args.backend, title_markers=markers,
                              shard_tokens=args.shard_tokens or DEFAULT_SHARD_TOKENS)
     out = index.save(args.out, overwrite=args.overwrite)
-    print(f"wrote {out}: {index.n_docs} documents, {index.n_tokens} tokens, {len(index.shards)} shard(s), "
+    print(f"wrote {out}: {index.n_docs} documents, {index.n_tokens} tokens, {index.n_shards} shard(s), "
           f"backend {index.backend}, {index.nbytes() / max(index.n_tokens, 1):.2f} bytes/token")
     return 0
 

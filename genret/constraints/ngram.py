@@ -16,7 +16,7 @@ Which tokens may follow (``mask``), per row:
   token was checked). On one ``sa`` shard the checks of frequent n-grams (1-2 tokens) read the
   bitmaps of the shard's ``FollowerTable`` instead of searching. A row that falls short in the first round takes,
   when its followers are such a bitmap, its ``keep_top`` best followers from one pass over its
-  scores; else, when it is not too wide (``SELECT_WIDTH``), it has few followers: those are
+  scores; else, when it is not too wide (``NgramIndex.select_width``), it has few followers: those are
   enumerated and the ``keep_top`` best kept (the same tokens, found faster). Beam search never
   picks more than ``2 * num_beams`` tokens of one row, so with ``keep_top >= 2 * num_beams`` the
   beams equal those of the full mask (tested), at a fraction of the cost: full enumeration of 640
@@ -33,18 +33,23 @@ touched for the first time.
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 import torch
 
+from genret.constraints.topk import (
+    MIN_ROWS_PER_THREAD,
+    best_followers,
+    first_hits,
+    host_view,
+    select_best,
+    thread_pool,
+    top_tokens,
+    write_mask,
+)
 from indexing.ngrams import NgramIndex, Ranges
-from indexing.ngrams.followers import FollowerTable
 
 DEAD = -1
 
@@ -71,11 +76,11 @@ class NgramConstraint:
         self.enumerate_width = int(enumerate_width)
         self.keep_top = int(keep_top)
         self.prefix = [int(t) for t in prefix]
-        self.shards = len(index.shards)
+        self.shards = index.n_shards
         self._start = index.find([self.prefix])
         self._first_tokens = index.next_tokens_csr(self._start)[1]  # what may follow the prefix
         self._first_cache: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
-        self._table()  # sa's follower table: built now, not in the first decoding step
+        index.follower_table()  # sa's follower bitmaps: built now, not in the first decoding step
 
     def __repr__(self) -> str:
         return (f"NgramConstraint({self.index!r}, eos={self.eos_token_id}, enumerate_width={self.enumerate_width}, "
@@ -127,9 +132,9 @@ class NgramConstraint:
         vocab = scores.shape[1]
         first = self._first_row(scores.device, scores.dtype, vocab)
         out = scores if inplace else torch.empty_like(scores)
-        host, host_out = _host_view(scores), _host_view(out)
+        host, host_out = host_view(scores), host_view(out)
         if host is not None and host_out is not None:  # one pass over the rows, no [n, vocab] temporaries
-            _write_kernel(host_out, host, at_start, first.numpy(), pairs[0], pairs[1])
+            write_mask(host_out, host, at_start, first.numpy(), pairs[0], pairs[1])
             return out
         pairs_dev = torch.from_numpy(pairs).to(scores.device)  # the one copy to the device
         kept = scores[pairs_dev[0], pairs_dev[1]]
@@ -157,7 +162,7 @@ class NgramConstraint:
         at_start = live & (ranges.depth == len(self.prefix))  # advance always adds a token
         inner = live & ~at_start
         narrow = inner & (width <= self.enumerate_width)
-        host = _host_view(scores)
+        host = host_view(scores)
         dead = np.flatnonzero(~live)
         rows, cols = [], []
         if 0 <= self.fill_token_id < vocab:
@@ -178,7 +183,7 @@ class NgramConstraint:
                 else:
                     at = torch.from_numpy(np.stack([owner[take], tokens[take]])).to(scores.device)
                     values[take] = scores[at[0], at[1]].to("cpu", torch.float64).numpy()
-                chosen = _select_best(offsets, tokens, values, np.zeros(len(select), dtype=bool), take,
+                chosen = select_best(offsets, tokens, values, np.zeros(len(select), dtype=bool), take,
                                       self.keep_top)
                 rows.append(owner[chosen])
                 cols.append(tokens[chosen])
@@ -213,40 +218,9 @@ class NgramConstraint:
             self._first_cache[key] = row.to(device)
         return self._first_cache[key]
 
-    def _occurs(self, ranges: Ranges, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-        """Whether the n-gram of ``ranges`` row ``rows[i]`` followed by ``tokens[i]`` occurs: the shard's
-        ``occurs`` where it has one (``sa``: one binary search instead of extend's two), else a
-        non-empty ``extend``."""
-        found = np.zeros(len(tokens), dtype=bool)
-        depth = ranges.depth[rows]
-        for s, shard in enumerate(self.index.shards):
-            lo, hi = ranges.lo[rows, s], ranges.hi[rows, s]
-            occurs = getattr(shard, "occurs", None)
-            if occurs is not None:
-                found |= occurs(lo, hi, depth, tokens)
-            else:
-                new_lo, new_hi = shard.extend(lo, hi, depth, tokens)
-                found |= new_hi > new_lo
-        return found
-
-    def _hits(self, ranges: Ranges, rows: np.ndarray, candidates: np.ndarray, need: np.ndarray) -> np.ndarray:
-        """Bool ``[len(rows), k]``: which ``candidates`` continue the n-gram of their row, at least up
-        to the ``need``-th that does (later ones may be left unchecked, False). One shard with
-        ``first_occurring`` (``sa``) stops each row early; otherwise every candidate is checked."""
-        shard = self.index.shards[0]
-        if self.shards == 1 and hasattr(shard, "first_occurring"):
-            return shard.first_occurring(ranges.lo[rows, 0], ranges.hi[rows, 0], ranges.depth[rows], candidates, need)
-        width = candidates.shape[1]
-        return self._occurs(ranges, np.repeat(rows, width), candidates.reshape(-1)).reshape(len(rows), width)
-
-    def _table(self) -> FollowerTable | None:
-        """The follower table of the index's one ``sa`` shard (None for other indexes)."""
-        shard = self.index.shards[0]
-        return shard.followers() if self.shards == 1 and hasattr(shard, "followers") else None
-
     def _follower_rows(self, ranges: Ranges, rows: np.ndarray) -> np.ndarray:
-        """Per row, its row of the follower table's bitmaps (-1: none)."""
-        table = self._table()
+        """Per row, its row of the index's follower bitmaps (-1: none)."""
+        table = self.index.follower_table()
         if table is None:
             return np.full(len(rows), -1, dtype=np.int64)
         return table.rows(ranges.lo[rows, 0], ranges.hi[rows, 0], ranges.depth[rows])
@@ -261,18 +235,19 @@ class NgramConstraint:
         known = at >= 0
         if not known.any():
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), known
-        best = _best_followers(host, rows[known], self._table().bits, at[known], self.keep_top, self.eos_token_id)
+        bits = self.index.follower_table().bits
+        best = best_followers(host, rows[known], bits, at[known], self.keep_top, self.eos_token_id)
         r, c = np.nonzero(best >= 0)
         return rows[known][r], best[r, c], known
 
     def _top_tokens(self, host: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-        """``_top_tokens`` of ``rows``, split among ``threads`` (the kernel releases the GIL)."""
+        """``topk.top_tokens`` of ``rows``, split among ``threads`` (the kernel releases the GIL)."""
         parts = min(self.threads, len(rows) // MIN_ROWS_PER_THREAD)
         if parts <= 1:
-            return _top_tokens(host, rows, k)
+            return top_tokens(host, rows, k)
         chunks = np.array_split(rows, parts)
-        futures = [_pool(self.threads - 1).submit(_top_tokens, host, chunk, k) for chunk in chunks[1:]]
-        first = _top_tokens(host, chunks[0], k)
+        futures = [thread_pool(self.threads - 1).submit(top_tokens, host, chunk, k) for chunk in chunks[1:]]
+        first = top_tokens(host, chunks[0], k)
         return np.concatenate([first] + [f.result() for f in futures])
 
     def _check_top(self, ranges: Ranges, rows: np.ndarray, scores: torch.Tensor,
@@ -283,13 +258,13 @@ class NgramConstraint:
         enumerate and cut to their ``keep_top`` best followers (the same tokens, found another way).
         Candidates are checked in rounds, all rows' in one ``_occurs``: the best ``keep_top +
         keep_top // 4`` (at least 8 more) first; a row that falls short and has at most
-        ``SELECT_WIDTH[backend]`` occurrences is handed to enumeration (few followers: checking would take
+        ``index.select_width`` occurrences is handed to enumeration (few followers: checking would take
         many rounds), a wider one checks on, twice as many candidates each round. Order: score
         descending, then token ascending (on the host; on a device, torch.topk's order).
         """
         vocab = scores.shape[1]
         occurrences = _counts(ranges)
-        select_width = SELECT_WIDTH.get(self.index.backend, 0)
+        select_width = self.index.select_width
         found_rows, found_cols, select = [], [], []
         pending = rows
         hits = np.zeros(len(rows), dtype=np.int64)
@@ -305,8 +280,9 @@ class NgramConstraint:
                     sub = scores[torch.from_numpy(pending).to(scores.device)]
                     cand = torch.topk(sub, k, dim=1).indices.to("cpu").numpy()
             new = cand[:, checked:upto]
-            ok = self._hits(ranges, pending, np.where(new == self.eos_token_id, -1, new), self.keep_top - hits)
-            kept, total = _first_hits(ok, hits, self.keep_top)  # each row's hits, up to keep_top in all
+            ok = self.index.first_occurring(ranges, pending, np.where(new == self.eos_token_id, -1, new),
+                                            self.keep_top - hits)
+            kept, total = first_hits(ok, hits, self.keep_top)  # each row's hits, up to keep_top in all
             done = (total >= self.keep_top) | (upto >= vocab)
             known = np.zeros(len(pending), dtype=bool)
             if host is not None and not done.all():  # rows whose followers are known: done in one pass
@@ -327,278 +303,6 @@ class NgramConstraint:
                 np.concatenate(select or [np.zeros(0)]).astype(np.int64))
 
 
-# ------------------------------------------------------------------ host kernels (numba)
-
-SELECT_WIDTH = {"sa": 1 << 15, "fm": 1 << 12}
-"""Per backend: a wide row of at most this many occurrences whose best candidates were mostly not
-followers is enumerated and cut to its ``keep_top`` best followers instead of checked on (the same
-tokens). Enumeration costs about one random read per occurrence on ``sa`` and one wavelet descent
-per distinct follower on ``fm``; checking on, many rounds of extensions when followers are few.
-Measured at 50M tokens (benchmarks/ngram_index.py): enumeration wins below about 32k occurrences
-on ``sa``, 4k on ``fm``."""
-
-
 def _counts(ranges: Ranges) -> np.ndarray:
     """``ranges.counts`` (occurrences per row), without the reduction for one shard."""
     return ranges.hi[:, 0] - ranges.lo[:, 0] if ranges.lo.shape[1] == 1 else ranges.counts
-
-
-BLOCK = 32  # tokens per block in _top_tokens
-MIN_ROWS_PER_THREAD = 16  # fewer wide rows than this per thread: not worth a hand-off
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A process-wide pool of ``workers`` threads, shared by every constraint that asks for that many
-    (per process id: a forked child gets its own, the parent's threads do not exist there)."""
-    return _pool_of(workers, os.getpid())
-
-
-@functools.cache
-def _pool_of(workers: int, pid: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix=f"genret-ngram-{pid}")
-SMALL_SORT = 256  # _keep_best sorts up to this many entries by insertion
-
-
-def _host_view(scores: torch.Tensor) -> np.ndarray | None:
-    """``scores`` as a numpy array without a copy (CPU float32 / float64), else None."""
-    if scores.device.type != "cpu" or scores.dtype not in (torch.float32, torch.float64):
-        return None
-    return scores.detach().numpy()
-
-
-@numba.njit(cache=True, nogil=True)
-def _keep_best(values, ids, n, k):  # pragma: no cover - compiled
-    """Order the first ``n`` entries by value descending (stable: equal values keep their order); min(n, k)."""
-    if n <= SMALL_SORT:  # insertion sort
-        for i in range(1, n):
-            v, t, p = values[i], ids[i], i
-            while p > 0 and values[p - 1] < v:
-                values[p] = values[p - 1]
-                ids[p] = ids[p - 1]
-                p -= 1
-            values[p] = v
-            ids[p] = t
-    else:
-        order = np.argsort(-values[:n], kind="mergesort")
-        v = values[order].copy()
-        t = ids[order].copy()
-        values[:n] = v
-        ids[:n] = t
-    return min(n, k)
-
-
-@numba.njit(cache=True, nogil=True)
-def _kth_largest(buf, n, k):  # pragma: no cover - compiled
-    """The ``k``-th largest of ``buf[:n]`` (1 <= k <= n); reorders ``buf`` (quickselect, median of three)."""
-    lo, hi, target = 0, n - 1, k - 1
-    while hi > lo:
-        a, b, c = buf[lo], buf[(lo + hi) >> 1], buf[hi]
-        pivot = max(min(a, b), min(max(a, b), c))
-        i, j = lo, hi
-        while i <= j:
-            while buf[i] > pivot:
-                i += 1
-            while buf[j] < pivot:
-                j -= 1
-            if i <= j:
-                buf[i], buf[j] = buf[j], buf[i]
-                i += 1
-                j -= 1
-        if target <= j:
-            hi = j
-        elif target >= i:
-            lo = i
-        else:
-            break
-    return buf[target]
-
-
-@numba.njit(cache=True, nogil=True, fastmath={"nnan", "nsz"})
-def _block_maxima(row, out):  # pragma: no cover - compiled
-    """``out[b]``: the largest score of block ``b`` of ``row`` (``BLOCK`` tokens; the last may be
-    shorter). The one full pass over a row: compiled without NaN semantics, so the reductions
-    vectorize (about 2x faster, at memory speed); NaN scores make the maxima meaningless, which
-    ``_top_tokens`` detects."""
-    vocab = len(row)
-    full = vocab // BLOCK
-    for b in range(full):
-        m = row[b * BLOCK]
-        for t in range(b * BLOCK + 1, (b + 1) * BLOCK):
-            m = max(m, row[t])
-        out[b] = m
-    if full * BLOCK < vocab:
-        m = row[full * BLOCK]
-        for t in range(full * BLOCK + 1, vocab):
-            m = max(m, row[t])
-        out[full] = m
-
-
-@numba.njit(cache=True, nogil=True, fastmath={"nnan", "nsz"})
-def _group_floor(maxima, k):  # pragma: no cover - compiled
-    """The smallest of the maxima of ``k`` groups of consecutive blocks: at most the ``k``-th largest
-    block maximum (each group holds a block that high), so a cheap first cut for the quickselect."""
-    n = len(maxima)
-    size = n // k
-    floor = maxima[0]
-    for g in range(k):
-        a = g * size
-        b = n if g == k - 1 else a + size
-        m = maxima[a]
-        for i in range(a + 1, b):
-            m = max(m, maxima[i])
-        floor = m if g == 0 else min(floor, m)
-    return floor
-
-
-@numba.njit(cache=True, nogil=True)
-def _top_tokens(scores, rows, k):  # pragma: no cover - compiled
-    """``[len(rows), k]`` token ids: each row's ``k`` best scores, by score descending, then id ascending.
-
-    One pass over each row takes the maxima of blocks of ``BLOCK`` tokens (``_block_maxima``); the
-    ``k``-th largest block maximum bounds the ``k``-th best score from below (the ``k`` best blocks
-    hold ``k`` tokens at least that high), so only the tokens at or above it, in the few blocks that
-    reach it, are collected (branch-free) and sorted (stable, so equal scores keep id order). A row
-    where fewer than ``k`` tokens reach the bound (NaN scores) is ordered whole.
-    """
-    out = np.empty((len(rows), k), dtype=np.int64)
-    vocab = scores.shape[1]
-    n_blocks = (vocab + BLOCK - 1) // BLOCK
-    maxima = np.empty(n_blocks, dtype=scores.dtype)
-    buf = np.empty(n_blocks, dtype=scores.dtype)
-    values = np.empty(vocab, dtype=np.float64)
-    ids = np.empty(vocab, dtype=np.int64)
-    for j in range(len(rows)):
-        row = scores[rows[j]]
-        floor = -np.inf
-        if k < n_blocks:
-            _block_maxima(row, maxima)
-            coarse = _group_floor(maxima, k)
-            m = 0
-            for b in range(n_blocks):  # the block maxima that may be among the k largest
-                buf[m] = maxima[b]
-                m += maxima[b] >= coarse
-            floor = _kth_largest(buf, m, k) if m >= k else np.nan
-        n = 0
-        for b in range(n_blocks):
-            if k >= n_blocks or maxima[b] >= floor:
-                for t in range(b * BLOCK, min((b + 1) * BLOCK, vocab)):
-                    values[n] = row[t]
-                    ids[n] = t
-                    n += row[t] >= floor
-        if n < k:  # NaN scores: order the whole row instead
-            n = 0
-            for t in range(vocab):
-                values[n] = row[t]
-                ids[n] = t
-                n += 1
-        _keep_best(values, ids, n, k)
-        out[j] = ids[:k]
-    return out
-
-
-_LOW_BIT = np.zeros(256, dtype=np.int64)  # _LOW_BIT[1 << i] = i
-for _i in range(8):
-    _LOW_BIT[1 << _i] = _i
-
-
-@numba.njit(cache=True, nogil=True)
-def _best_followers(scores, rows, bits, bit_rows, k, eos):  # pragma: no cover - compiled
-    """``[len(rows), k]``: the ``k`` best-scoring tokens set in bitmap ``bits[bit_rows[j]]`` (eos
-    excluded), by score descending then id ascending; -1 pads a row with fewer. Only the set bits'
-    scores are read, in id order, into a buffer cut back to the ``k`` best whenever it fills."""
-    vocab = scores.shape[1]
-    out = np.full((len(rows), k), -1, dtype=np.int64)
-    values = np.empty(2 * k, dtype=np.float64)
-    ids = np.empty(2 * k, dtype=np.int64)
-    for j in range(len(rows)):
-        row = scores[rows[j]]
-        bitmap = bits[bit_rows[j]]
-        n = 0
-        full = False
-        threshold = -np.inf
-        for at in range(min(len(bitmap), (vocab + 7) // 8)):
-            byte = np.int64(bitmap[at])
-            while byte:
-                low = byte & -byte
-                byte ^= low
-                t = at * 8 + _LOW_BIT[low]
-                if t >= vocab or t == eos:
-                    continue
-                v = row[t]
-                if not full or v > threshold:
-                    values[n] = v
-                    ids[n] = t
-                    n += 1
-                    if n == 2 * k:
-                        n = _keep_best(values, ids, n, k)
-                        threshold = values[k - 1]
-                        full = True
-        n = _keep_best(values, ids, n, k)
-        out[j, :n] = ids[:n]
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _first_hits(ok, hits, k):  # pragma: no cover - compiled
-    """``(kept, total)``: ``ok``'s marks, per row in order, while the row's ``hits[i]`` plus those kept
-    stay within ``k``; and each row's hits after them."""
-    kept = np.zeros(ok.shape, dtype=np.bool_)
-    total = np.empty(len(hits), dtype=np.int64)
-    for i in range(ok.shape[0]):
-        t = hits[i]
-        for j in range(ok.shape[1]):
-            if ok[i, j] and t < k:
-                kept[i, j] = True
-                t += 1
-        total[i] = t
-    return kept, total
-
-
-@numba.njit(cache=True, nogil=True)
-def _write_kernel(out, scores, at_start, first, rows, cols):  # pragma: no cover - compiled
-    """``out`` = ``scores + first`` in rows ``at_start``, -inf elsewhere but at (``rows``, ``cols``),
-    which keep their scores; ``out`` may be ``scores`` itself."""
-    kept = np.empty(len(rows), dtype=np.float64)
-    for i in range(len(rows)):
-        kept[i] = scores[rows[i], cols[i]]
-    for r in range(out.shape[0]):
-        if at_start[r]:
-            for t in range(out.shape[1]):
-                out[r, t] = scores[r, t] + first[t]
-        else:
-            out[r, :] = -np.inf
-    for i in range(len(rows)):
-        out[rows[i], cols[i]] = kept[i]
-
-
-@numba.njit(cache=True, nogil=True)
-def _select_best(offsets, tokens, values, keep_all, eligible, k):  # pragma: no cover - compiled
-    """Which CSR entries stay: every entry of rows with ``keep_all``; elsewhere the ``k`` best eligible
-    entries by value (descending, then token ascending: tokens ascend within a row)."""
-    chosen = np.zeros(len(tokens), dtype=np.bool_)
-    buffer_values = np.empty(2 * k, dtype=np.float64)
-    buffer_ids = np.empty(2 * k, dtype=np.int64)
-    for r in range(len(offsets) - 1):
-        a, b = offsets[r], offsets[r + 1]
-        if keep_all[r]:
-            chosen[a:b] = True
-            continue
-        n = 0
-        full = False
-        threshold = -np.inf
-        for e in range(a, b):
-            if not eligible[e]:
-                continue
-            v = values[e]
-            if not full or v > threshold:
-                buffer_values[n] = v
-                buffer_ids[n] = e
-                n += 1
-                if n == 2 * k:
-                    n = _keep_best(buffer_values, buffer_ids, n, k)
-                    threshold = buffer_values[k - 1]
-                    full = True
-        n = _keep_best(buffer_values, buffer_ids, n, k)
-        for j in range(n):
-            chosen[buffer_ids[j]] = True
-    return chosen

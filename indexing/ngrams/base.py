@@ -12,9 +12,10 @@ corpus never uses (or a negative one) simply gives an empty range.
 
 :class:`indexing.ngrams.NgramIndex` holds a list of shards and presents them as one index.
 
-Optional: ``occurs(lo, hi, depth, tokens) -> bool [n]``, whether ``extend`` would give a non-empty
-range, answered more cheaply (the ``sa`` backend: one binary search instead of two). Decoding
-constraints check candidate tokens with it when a shard has it, and with ``extend`` otherwise.
+The decoding checks (``occurs``, ``first_occurring``, ``followers``, ``select_width``) let a constraint ask
+whether candidate tokens continue an n-gram as cheaply as the backend can answer (``sa``: one binary search
+instead of two, early stops, follower bitmaps; ``fm``: ``extend``); :class:`~indexing.ngrams.NgramIndex`
+presents them over its shards.
 """
 
 from __future__ import annotations
@@ -49,6 +50,25 @@ class NgramShard(Protocol):
         An empty input range, or a continuation that does not occur, gives ``lo == hi``.
         """
         ...
+
+    def occurs(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Bool per row: ``extend`` would give a non-empty range."""
+        ...
+
+    def first_occurring(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, candidates: np.ndarray,
+                        need: np.ndarray) -> np.ndarray:
+        """Bool ``[n, k]``: candidate ``j`` of row ``i`` continues the row's n-gram, true at least up to the
+        ``need[i]``-th candidate that does (a backend may leave later ones unchecked, False)."""
+        ...
+
+    def followers(self) -> Any:
+        """The followers of frequent short n-grams as bitmaps (:class:`~indexing.ngrams.followers.FollowerTable`),
+        or None where the backend keeps none."""
+        ...
+
+    select_width: int
+    """A wide range of at most this many occurrences is cheaper to enumerate (``next_tokens``) than to check
+    candidate by candidate (``first_occurring``)."""
 
     def next_tokens(
         self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray

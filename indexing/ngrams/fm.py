@@ -75,6 +75,9 @@ class FMIndexShard:
     """One shard of the ``fm`` n-gram store (implements :class:`indexing.ngrams.base.NgramShard`)."""
 
     backend = "fm"
+    select_width = 1 << 12
+    """Wide rows up to this many occurrences are cheaper to enumerate than to check candidate by candidate (one
+    wavelet descent per distinct follower; measured at 50M tokens, benchmarks/ngram_index.py)."""
 
     def __init__(self, arrays: dict[str, np.ndarray], n_tokens: int, n_docs: int, sample_rate: int) -> None:
         missing = set(FM_ARRAYS) - set(arrays)
@@ -161,6 +164,23 @@ class FMIndexShard:
         return _extend_kernel(
             *self._wm, self.before, self.shift, self.alphabet, _int64(lo), _int64(hi), _int64(depth), _int64(tokens)
         )
+
+    def occurs(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Bool per row: ``extend`` gives a non-empty range (a backward-search step is all fm has)."""
+        new_lo, new_hi = self.extend(lo, hi, depth, tokens)
+        return new_hi > new_lo
+
+    def first_occurring(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, candidates: np.ndarray,
+                        need: np.ndarray) -> np.ndarray:
+        """Bool ``[n, k]``: candidate ``j`` of row ``i`` continues the row's n-gram; fm checks every candidate."""
+        n, k = candidates.shape
+        rows = np.repeat(np.arange(n), k)
+        found = self.occurs(_int64(lo)[rows], _int64(hi)[rows], _int64(depth)[rows], candidates.reshape(-1))
+        return found.reshape(n, k)
+
+    def followers(self) -> None:
+        """fm keeps no follower bitmaps."""
+        return None
 
     def next_tokens(
         self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray

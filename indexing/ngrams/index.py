@@ -109,6 +109,43 @@ class NgramIndex:
         """Occurrences of each row's n-gram, int64 ``[n]``."""
         return ranges.counts
 
+    # ------------------------------------------------------------------ decoding checks
+
+    @property
+    def n_shards(self) -> int:
+        """Shards the index holds: a range has one ``(lo, hi)`` per shard."""
+        return len(self.shards)
+
+    @property
+    def select_width(self) -> int:
+        """A wide range of at most this many occurrences is cheaper to enumerate than to check (the backend's)."""
+        return self.shards[0].select_width
+
+    def occurs(self, ranges: Ranges, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Bool per ``i``: row ``rows[i]``'s n-gram followed by ``tokens[i]`` occurs in some shard (as cheaply as
+        the backend answers it: ``sa`` with one binary search, not ``extend``'s two)."""
+        found = np.zeros(len(tokens), dtype=bool)
+        depth = ranges.depth[rows]
+        for s, shard in enumerate(self.shards):
+            found |= shard.occurs(ranges.lo[rows, s], ranges.hi[rows, s], depth, tokens)
+        return found
+
+    def first_occurring(self, ranges: Ranges, rows: np.ndarray, candidates: np.ndarray,
+                        need: np.ndarray) -> np.ndarray:
+        """Bool ``[len(rows), k]``: which ``candidates[i]`` continue row ``rows[i]``'s n-gram, true at least up to the
+        ``need[i]``-th that does (later ones may be left unchecked, False). One shard stops each row early where
+        its backend can (``sa``); several shards check every candidate."""
+        if len(self.shards) == 1:
+            return self.shards[0].first_occurring(ranges.lo[rows, 0], ranges.hi[rows, 0], ranges.depth[rows],
+                                                  candidates, need)
+        width = candidates.shape[1]
+        return self.occurs(ranges, np.repeat(rows, width), candidates.reshape(-1)).reshape(len(rows), width)
+
+    def follower_table(self) -> Any:
+        """The followers of frequent 1-2-token n-grams as bitmaps (a ``FollowerTable`` indexed by the one shard's
+        ranges), when the index is one shard whose backend keeps them (``sa``); else None. Built on first use."""
+        return self.shards[0].followers() if len(self.shards) == 1 else None
+
     def next_tokens_csr(self, ranges: Ranges) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(offsets, tokens, counts)``: the tokens that follow each row's n-gram, ascending, with counts."""
         parts = [shard.next_tokens(ranges.lo[:, s].copy(), ranges.hi[:, s].copy(), ranges.depth)

@@ -10,7 +10,7 @@ from transformers import LogitsProcessorList
 
 from genret.constraints import ConstrainedLogitsProcessor, Constraint
 from genret.constraints.ngram import NgramConstraint
-from indexing.ngrams import NgramIndex
+from indexing.ngrams import NgramIndex, backend_class
 from tests.genret.test_constraints import EOS, MODEL_VOCAB, PAD, encoder_inputs, t5
 from tests.indexing.ngram_reference import next_counts, occurrences
 
@@ -133,11 +133,9 @@ def test_eos_and_invalid_tokens_end_a_row() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
 def test_both_wide_row_routes_and_dtypes_keep_the_best_allowed_tokens(backend: str, select_width: int, dtype,
                                                                       monkeypatch) -> None:
-    """Wide rows either check candidates by extension or hand over to enumeration (SELECT_WIDTH); in-place
-    masking (mask_) gives what mask returns. Scores are distinct in every dtype, so the ranking is unique."""
-    import genret.constraints.ngram as ngram_module
-
-    monkeypatch.setitem(ngram_module.SELECT_WIDTH, backend, select_width)
+    """Wide rows either check candidates by extension or hand over to enumeration (the backend's select_width);
+    in-place masking (mask_) gives what mask returns. Scores are distinct in every dtype, so the ranking is unique."""
+    monkeypatch.setattr(backend_class(backend), "select_width", select_width)
     docs = corpus(5, n_docs=50, vocab=30)
     index = NgramIndex.from_token_lists(docs, backend=backend, shard_tokens=200)
     present = sorted({tuple(d[s : s + m]) for d in docs for m in (1, 2) for s in range(len(d) - m + 1)})
@@ -206,7 +204,7 @@ def test_threads_split_the_top_k_and_change_nothing(monkeypatch: pytest.MonkeyPa
 
 def test_best_followers_are_the_bitmaps_best_scores_then_lowest_ids() -> None:
     """The one-pass kernel against a sort: ties broken by id, eos and ids past the scores skipped, -1 pads."""
-    from genret.constraints.ngram import _best_followers
+    from genret.constraints.topk import best_followers as _best_followers
 
     rng = np.random.default_rng(0)
     vocab = 70
@@ -228,7 +226,7 @@ def test_best_followers_are_the_bitmaps_best_scores_then_lowest_ids() -> None:
 def test_top_tokens_are_the_best_scores_then_the_lowest_ids(vocab: int, dtype) -> None:
     """The host top-k (block maxima, then a quickselect) against a full sort: score descending, then
     id ascending, with ties, -inf and a short last block; k below and above the number of blocks."""
-    from genret.constraints.ngram import _top_tokens
+    from genret.constraints.topk import top_tokens as _top_tokens
 
     rng = np.random.default_rng(vocab)
     scores = rng.standard_normal((6, vocab)).astype(dtype)
@@ -245,7 +243,7 @@ def test_top_tokens_are_the_best_scores_then_the_lowest_ids(vocab: int, dtype) -
 def test_top_tokens_with_nan_scores_still_returns_k_distinct_tokens() -> None:
     """NaN scores have no order; the kernel must still return k distinct tokens (the best finite ones
     when only some are NaN)."""
-    from genret.constraints.ngram import _top_tokens
+    from genret.constraints.topk import top_tokens as _top_tokens
 
     scores = np.random.default_rng(0).standard_normal((2, 5000)).astype(np.float32)
     scores[0, ::3] = np.nan

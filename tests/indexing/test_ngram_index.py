@@ -48,6 +48,45 @@ def test_sharded_index_matches_brute_force(backend: str, docs: list[list[int]], 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=40, deadline=None)
+@given(docs=corpora(max_docs=8), shard_tokens=st.sampled_from([3, 1 << 30]), bitmap_min=st.sampled_from([1, 10**9]),
+       data=st.data())
+def test_decoding_checks_match_brute_force(backend: str, docs: list[list[int]], shard_tokens: int, bitmap_min: int,
+                                           data: st.DataObject) -> None:
+    """occurs / first_occurring / follower_table, what a decoding constraint asks: whether each candidate token
+    continues a row's n-gram, on one shard (sa: early stops and follower bitmaps) and on several."""
+    index = NgramIndex.from_token_lists(docs, backend=backend, shard_tokens=shard_tokens)
+    for shard in index.shards:
+        if isinstance(shard, SuffixArrayShard):
+            shard.follower_bitmap_min = bitmap_min  # 1: every short n-gram has a bitmap; 10**9: none
+    present = [list(g) for g in sorted(all_ngrams(docs, 2))]
+    ngrams = [[]] + data.draw(st.lists(st.sampled_from(present), max_size=6) if present else st.just([]))
+    ranges = index.find(ngrams)
+    k = 7
+    candidates = np.array(data.draw(st.lists(st.lists(st.integers(-1, 7), min_size=k, max_size=k),
+                                             min_size=len(ngrams), max_size=len(ngrams))), dtype=np.int64)
+    truth = np.array([[t >= 0 and len(occurrences(docs, g + [t])) > 0 for t in row]
+                      for g, row in zip(ngrams, candidates.tolist(), strict=True)], dtype=bool).reshape(-1, k)
+    rows = np.arange(len(ngrams))
+    assert index.occurs(ranges, np.repeat(rows, k), candidates.reshape(-1)).reshape(-1, k).tolist() == truth.tolist()
+    need = np.array(data.draw(st.lists(st.integers(0, k), min_size=len(ngrams), max_size=len(ngrams))), dtype=np.int64)
+    got = index.first_occurring(ranges, rows, candidates, need)
+    assert not (got & ~truth).any()  # never a candidate that does not continue the n-gram
+    for i in range(len(ngrams)):  # every true candidate up to the need-th one is reported
+        upto = np.flatnonzero(truth[i])[: need[i]]
+        assert got[i, upto].all()
+    table = index.follower_table()
+    assert (table is not None) == (backend == "sa" and index.n_shards == 1)
+    if table is not None:
+        at = table.rows(ranges.lo[:, 0], ranges.hi[:, 0], ranges.depth)
+        for i, g in enumerate(ngrams):
+            if at[i] >= 0:  # a bitmap row holds exactly the n-gram's followers
+                bits = np.unpackbits(table.bits[at[i]].view(np.uint8), bitorder="little")
+                assert set(np.flatnonzero(bits).tolist()) == set(next_counts(docs, g))
+    assert index.select_width == type(index.shards[0]).select_width > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_extend_keeps_each_row_and_reorders_like_a_cache(backend: str) -> None:
     docs = [[1, 2, 3, 1, 2], [2, 3], [], [1, 2, 4]]
     index = NgramIndex.from_token_lists(docs, backend=backend, shard_tokens=4)
