@@ -232,8 +232,8 @@ def _version() -> str:
 def cmd_index(args: argparse.Namespace) -> int:
     from indexing.artifacts import check_output
     from indexing.corpus import load_corpus
+    from indexing.docid_index import build_index
     from indexing.docids import make_scheme
-    from indexing.index import build_index
     from indexing.tokenizer import load_tokenizer
 
     if args.scheme == "ngram":  # SEAL's identifiers: an n-gram index, not docids
@@ -268,7 +268,7 @@ def cmd_ngrams(args: argparse.Namespace) -> int:
     from indexing.artifacts import check_output
     from indexing.corpus import load_corpus
     from indexing.ngrams import NgramIndex
-    from indexing.ngrams.index import DEFAULT_SHARD_TOKENS, check_title_markers
+    from indexing.ngrams.ngram_index import DEFAULT_SHARD_TOKENS, check_title_markers
     from indexing.tokenizer import load_tokenizer
 
     check_output(args.out, args.overwrite)  # before minutes of building, not after
@@ -441,7 +441,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the input (bad files, damaged artifacts): shown as one message, no traceback."""
     from genret.config import ConfigError
-    from genret.data import TrainingDataError
+    from genret.dsi_pairs import TrainingDataError
     from genret.encoder_cache import EncoderCacheError
     from genret.models import ModelError
     from indexing.artifacts import ArtifactError

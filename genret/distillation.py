@@ -22,7 +22,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from genret.data import pseudo_query_examples
+from genret.dsi_pairs import pseudo_query_examples
 from genret.pseudo_queries import make_generator
 from indexing.columns import column, document_texts
 from indexing.docids.base import Docids

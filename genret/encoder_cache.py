@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from genret.data import pad_labels
+from genret.dsi_pairs import pad_labels
 from indexing.artifacts import ArtifactError, load_json, load_npy, read_manifest, save_json, write_artifact
 
 logger = logging.getLogger(__name__)
@@ -286,7 +286,7 @@ def training_inputs(model: Any, hf_tokenizer: Any, pairs: Any, *, freeze: bool, 
                     cache_dir: str | Path, max_gb: float = 16.0, progress: bool = True) -> TrainingInputs:
     """The pairs and a tokenizing collator, or with ``freeze`` the encoder frozen and the pairs read from its
     state cache in ``cache_dir``; with each row's source length."""
-    from genret.data import Seq2SeqCollator
+    from genret.dsi_pairs import Seq2SeqCollator
 
     if not freeze:
         enc = hf_tokenizer(list(pairs["source"]), truncation=True, max_length=max_source_length, padding=False)

@@ -21,7 +21,7 @@ import torch
 
 from genret.config import ConfigError, from_dict, to_dict
 from genret.encoder_cache import training_inputs
-from genret.evaluation import Qrels, Run, evaluate, write_trec_run
+from genret.evaluation import Qrels, RetrievalEvaluator, evaluate, write_trec_run
 from genret.provenance import git_commit, machine_info
 from genret.recipe import Recipe
 from genret.retrievers.baselines import build_baseline
@@ -43,7 +43,7 @@ def memorization_set(corpus: Any, limit: int | None = None) -> EvalSet:
 
     R@1 on this set measures how much of the corpus the model has memorized.
     """
-    from genret.data import document_texts
+    from genret.dsi_pairs import document_texts
 
     texts = document_texts(corpus)
     ids = corpus["_id"]
@@ -182,11 +182,12 @@ def run_recipe(
     (out / "runs").mkdir(exist_ok=True)
     t0 = time.perf_counter()
     for set_name, eval_set in sets.items():
+        measures = recipe.eval.measures if set_name == "queries" else ["R@1", "R@10"]
+        evaluator = RetrievalEvaluator(eval_set.queries, eval_set.qrels, measures, k=recipe.eval.k,
+                                       primary_metric=measures[0])
         for system, retriever_ in systems.items():
-            run: Run = retriever_.search(eval_set.queries, k=recipe.eval.k)
-            write_trec_run(run, out / "runs" / f"{system}.{set_name}.trec", tag=system)
-            measures = recipe.eval.measures if set_name == "queries" else ["R@1", "R@10"]
-            metrics.setdefault(set_name, {})[system] = evaluate(run, eval_set.qrels, tuple(measures))
+            metrics.setdefault(set_name, {})[system] = evaluator(retriever_)
+            write_trec_run(evaluator.run, out / "runs" / f"{system}.{set_name}.trec", tag=system)
     timings["eval_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - start
 

@@ -66,7 +66,7 @@ class DocidConfig:
 
 @dataclass
 class PairsConfig:
-    """Training pairs (``genret.data.build_training_pairs``)."""
+    """Training pairs (``genret.dsi_pairs.build_training_pairs``)."""
 
     index_views: list[str] = field(default_factory=lambda: ["text"])
     """Document views for the indexing task: "text" (first tokens), "chunks" (consecutive segments)."""

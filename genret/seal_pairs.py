@@ -23,7 +23,7 @@ The model learns to generate n-grams that identify the right passage (Bevilacqua
 
 Targets are token ids of ``tokenizer`` (the index's and the model's) followed by its eos; sources
 are text (a span is decoded back to text). ``task_weights`` scale each task as in
-:func:`genret.data.build_training_pairs`; everything is deterministic for ``seed``.
+:func:`genret.dsi_pairs.build_training_pairs`; everything is deterministic for ``seed``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import datasets
 import numpy as np
 from tqdm.auto import tqdm
 
-from genret.data import weighted_copies
+from genret.dsi_pairs import weighted_copies
 from indexing.columns import column, column_names, document_texts
 from indexing.tokenizer import TextTokenizer
 

@@ -21,7 +21,7 @@ from transformers import LogitsProcessorList
 from genret.config import check_numbers
 from genret.constraints import ConstrainedLogitsProcessor, TrieConstraint
 from genret.retrievers.base import check_k, load_generative, resolve_device, save_generative, search_in_batches
-from indexing.index import DocidIndex
+from indexing.docid_index import DocidIndex
 from indexing.trec import Run
 
 
@@ -103,12 +103,12 @@ class DsiRetriever:
     @property
     def doc_ids(self) -> list[str]:
         """The ids of the documents this retriever indexed, in index order."""
-        return list(self.index.docids.doc_ids)
+        return list(self.index.doc_ids)
 
     def search(self, queries: dict[str, str], k: int = 10, progress: bool = True) -> Run:
         """``{qid: {doc_id: score}}`` for the top ``k`` documents of every query."""
         check_k(k)
-        return search_in_batches(self.search_texts, self.index.docids.doc_ids, queries, k, self.config.batch_size,
+        return search_in_batches(self.search_texts, self.index.doc_ids, queries, k, self.config.batch_size,
                                  progress)
 
     def save_pretrained(self, path: str | os.PathLike, overwrite: bool = False) -> Path:

@@ -61,9 +61,9 @@ def _build_dsi(config: CostSweepConfig, scheme: str, tokens: np.ndarray, offsets
     """A DSI scheme's docids over the documents' ``_id`` and their trie (semantic: embeddings first)."""
     from datasets import Dataset
 
+    from indexing.docid_index import DocidIndex
     from indexing.docids import make_scheme
     from indexing.embeddings import token_tfidf_embeddings
-    from indexing.index import DocidIndex
     from indexing.synthetic import doc_ids
     from indexing.trie import DocidTrie
 

@@ -12,15 +12,15 @@ from indexing.trec import Qrels
 def prepare_dsi(recipe: Any, corpus: Any, queries: dict[str, str] | None, qrels: Qrels | None,
                 progress: bool) -> Prepared:
     """Docids and their trie, DSI pairs (indexing, retrieval, pseudo-queries), a model sized to the docids."""
-    from genret.data import build_training_pairs
     from genret.decoder_init import init_decoder_as_mean_pooling
     from genret.distillation import distill_pairs
     from genret.docid_init import freeze_docid_rows, init_docid_rows
+    from genret.dsi_pairs import build_training_pairs
     from genret.models import build_model
     from genret.retrievers.dsi import DsiRetriever
+    from indexing.docid_index import build_index
     from indexing.docids import make_scheme
     from indexing.embeddings import encode_corpus
-    from indexing.index import build_index
     from indexing.tokenizer import load_tokenizer
 
     name = recipe.docids.tokenizer

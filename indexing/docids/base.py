@@ -86,7 +86,7 @@ class Docids:
                              f"{self.identifiers[b]!r})")
 
     def save(self, folder: Path) -> None:
-        """Write plain files into ``folder`` (part of an artifact; see ``indexing.index``)."""
+        """Write plain files into ``folder`` (part of an artifact; see ``indexing.docid_index``)."""
         save_json(folder, "doc_ids.json", self.doc_ids)
         save_json(folder, "identifiers.json", self.identifiers)
         save_json(folder, "new_tokens.json", self.new_tokens)

@@ -5,7 +5,7 @@ array, suffix.py + sa.py) or ``fm`` (compressed FM-index, fm.py + wavelet.py) ba
 ``NgramShard`` interface (base.py); ``Ranges`` (ranges.py) is what a beam keeps per step.
 """
 
-from indexing.ngrams.index import BACKENDS, NgramIndex, backend_class
+from indexing.ngrams.ngram_index import BACKENDS, NgramIndex, backend_class
 from indexing.ngrams.ranges import Ranges
 
 __all__ = ["BACKENDS", "NgramIndex", "Ranges", "backend_class"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from genret.cli import main
-from indexing.index import DocidIndex
+from indexing.docid_index import DocidIndex
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CRANFIELD = DATA / "cranfield"
@@ -52,7 +52,7 @@ def test_index_is_unique_inspectable_and_reloads_in_a_fresh_process(
     assert all(index.trie.lookup(index.docids.tokens(i).tolist()) == i for i in range(0, 1400, 7))
 
     code = (
-        "import sys, json; from indexing.index import DocidIndex\n"
+        "import sys, json; from indexing.docid_index import DocidIndex\n"
         "ix = DocidIndex.load(sys.argv[1])\n"
         "print(json.dumps([ix.docids.identifiers[:5], [ix.trie.lookup(ix.docids.tokens(i).tolist()) "
         "for i in range(5)]]))"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genret.data import build_training_pairs
 from genret.distillation import (
     RRF_K,
     distill_pairs,
@@ -14,6 +13,7 @@ from genret.distillation import (
     teacher_probabilities,
     teacher_run,
 )
+from genret.dsi_pairs import build_training_pairs
 from indexing.corpus import load_beir
 from indexing.docids import make_scheme
 from indexing.tokenizer import load_tokenizer

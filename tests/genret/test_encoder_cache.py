@@ -69,7 +69,7 @@ def test_cached_states_are_the_encoders_and_the_loss_over_them_is_the_full_model
     tgt = targets(len(TEXTS))
     rows = CachedPairs(pairs_of(TEXTS, tgt), cache)
     batch = CachedStatesCollator(cache)([rows[i] for i in range(len(rows))])
-    from genret.data import Seq2SeqCollator
+    from genret.dsi_pairs import Seq2SeqCollator
 
     full = Seq2SeqCollator(tok, 8)([{"source": s, "target_ids": t} for s, t in zip(TEXTS, tgt, strict=True)])
     with torch.no_grad():

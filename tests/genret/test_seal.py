@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from genret.data import Seq2SeqCollator
+from genret.dsi_pairs import Seq2SeqCollator
 from genret.evaluation import evaluate
 from genret.models import build_text_model, tiny_model_config
 from genret.retrievers.seal import SealRetriever, SealSearchConfig

@@ -35,10 +35,10 @@ CALLS: list[int] = []
 
 def prepare_toy(recipe: Any, corpus: Any, queries: Any, qrels: Any, progress: bool) -> Prepared:
     """Atomic ids and indexing pairs only (each document's text -> its id): memorization, nothing else."""
-    from genret.data import build_training_pairs
+    from genret.dsi_pairs import build_training_pairs
     from genret.models import build_model
+    from indexing.docid_index import build_index
     from indexing.docids import make_scheme
-    from indexing.index import build_index
     from indexing.tokenizer import load_tokenizer
 
     CALLS.append(len(corpus))

@@ -208,8 +208,8 @@ def test_artifact_folders_follow_the_umask(tmp_path: Path) -> None:
 def test_manifest_counts_must_match_the_files(tmp_path: Path, kind: str) -> None:
     from indexing.artifacts import _digest
     from indexing.corpus import load_corpus
+    from indexing.docid_index import DocidIndex, build_index
     from indexing.docids import make_scheme
-    from indexing.index import DocidIndex, build_index
     from indexing.ngrams import NgramIndex
     from indexing.tokenizer import load_tokenizer
 
@@ -232,8 +232,8 @@ def test_manifest_counts_must_match_the_files(tmp_path: Path, kind: str) -> None
 def test_a_config_the_loader_cannot_read_is_an_artifact_error(tmp_path: Path) -> None:
     from indexing.artifacts import _digest
     from indexing.corpus import load_corpus
+    from indexing.docid_index import DocidIndex, build_index
     from indexing.docids import make_scheme
-    from indexing.index import DocidIndex, build_index
     from indexing.tokenizer import load_tokenizer
 
     corpus = load_corpus("minicorpus", progress=False).select(range(10))

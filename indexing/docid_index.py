@@ -31,6 +31,11 @@ class DocidIndex:
     def __len__(self) -> int:
         return len(self.docids)
 
+    @property
+    def doc_ids(self) -> list[str]:
+        """The corpus ids of the indexed documents, in index order (as on ``NgramIndex``)."""
+        return self.docids.doc_ids
+
     def counts(self) -> dict[str, int]:
         return {
             "documents": len(self.docids),

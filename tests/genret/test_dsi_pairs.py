@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genret.data import Seq2SeqCollator, TrainingDataError, build_training_pairs, document_texts
+from genret.dsi_pairs import Seq2SeqCollator, TrainingDataError, build_training_pairs, document_texts
 from genret.pseudo_queries import PseudoQueryGenerator, Seq2SeqQueries, SpanQueries, make_generator, sample_spans
 from indexing.corpus import load_beir
 from indexing.docids import Docids, make_scheme
