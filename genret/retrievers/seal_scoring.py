@@ -41,7 +41,7 @@ from itertools import chain
 import numpy as np
 
 from genret.retrievers.seal_kernels import first_stage_kernel, intersective_kernel
-from indexing.ngrams import NgramIndex
+from indexing.ngrams import NgramIndex, Ranges
 from indexing.ngrams.sa import SuffixArrayShard
 
 
@@ -102,15 +102,16 @@ def _best_first(weights: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return order[keep[order]].astype(np.int64)
 
 
-def _first_stage(flat: Flat, weights: np.ndarray, counts: np.ndarray, index: NgramIndex, config: SealScoring,
-                 keys: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """``(documents ascending, scores)`` of the first stage (step 2 of the module docstring)."""
+def _first_stage(flat: Flat, weights: np.ndarray, ranges: Ranges, index: NgramIndex,
+                 config: SealScoring) -> tuple[np.ndarray, np.ndarray]:
+    """``(documents ascending, scores)`` of the first stage (step 2 of the module docstring); ``ranges`` are the
+    n-grams' ranges in ``index``, found once per query."""
     offsets, _, local, n_local = flat
-    counts = np.asarray(counts, dtype=np.int64)
+    counts = index.count(ranges)
     rare = _best_first(weights, (weights > 0) & (counts > 0) & (counts <= config.max_hits))
     if not len(rare):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    occ_offsets, occ_docs, occ_starts = index.locate_csr(index.find([keys[i] for i in rare]), limit=config.max_hits)
+    occ_offsets, occ_docs, occ_starts = index.locate_csr(ranges[rare], limit=config.max_hits)
     return first_stage_kernel(rare, np.asarray(weights, dtype=np.float64), offsets, local, n_local,
                               np.asarray(occ_offsets, dtype=np.int64), np.asarray(occ_docs, dtype=np.int64),
                               np.asarray(occ_starts, dtype=np.int64), float(config.beta))
@@ -122,7 +123,10 @@ def first_stage(ngrams: list[tuple[int, ...]], weights: np.ndarray, counts: np.n
     weights = np.asarray(weights, dtype=np.float64)
     if not len(ngrams):
         return {}
-    docs, scores = _first_stage(_flat(ngrams), weights, counts, index, config, ngrams)
+    ranges = index.find(ngrams)
+    if not np.array_equal(index.count(ranges), np.asarray(counts, dtype=np.int64)):
+        raise ValueError("counts are not the n-grams' counts in this index")
+    docs, scores = _first_stage(_flat(ngrams), weights, ranges, index, config)
     return dict(zip(docs.tolist(), scores.tolist(), strict=True))
 
 
@@ -180,6 +184,13 @@ def weighted_ngrams(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index
                     config: SealScoring) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]:
     """``(distinct non-empty n-grams in first-seen order, their corpus counts, their weights)``; an n-gram
     generated more than once keeps its best log-probability."""
+    keys, ranges, weights = _weighted(ngrams, logprobs, index, config)
+    return keys, index.count(ranges) if keys else np.zeros(0, dtype=np.int64), weights
+
+
+def _weighted(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex,
+              config: SealScoring) -> tuple[list[tuple[int, ...]], Ranges | None, np.ndarray]:
+    """``weighted_ngrams`` with the n-grams' ranges (found once; the first stage locates from them)."""
     unique: dict[tuple[int, ...], float] = {}
     for g, lp in zip(ngrams, np.asarray(logprobs, dtype=np.float64).tolist(), strict=True):
         g = tuple(int(t) for t in g)
@@ -187,21 +198,21 @@ def weighted_ngrams(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index
             unique[g] = lp
     keys = list(unique)
     if not keys:
-        return keys, np.zeros(0, dtype=np.int64), np.zeros(0)
-    counts = index.count(index.find(keys))
-    weights = ngram_weights(np.array([unique[g] for g in keys]), counts, index.n_tokens, config.alpha,
+        return keys, None, np.zeros(0)
+    ranges = index.find(keys)
+    weights = ngram_weights(np.array([unique[g] for g in keys]), index.count(ranges), index.n_tokens, config.alpha,
                             config.smoothing)
-    return keys, counts, weights
+    return keys, ranges, weights
 
 
 def score_documents(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex,
                     config: SealScoring) -> list[tuple[int, float]]:
     """Documents (global numbers) with their SEAL scores, best first, for one query's n-grams."""
-    keys, counts, weights = weighted_ngrams(ngrams, logprobs, index, config)
-    if not keys:
+    keys, ranges, weights = _weighted(ngrams, logprobs, index, config)
+    if ranges is None:
         return []
     flat = _flat(keys)
-    docs, scores = _first_stage(flat, weights, counts, index, config, keys)
+    docs, scores = _first_stage(flat, weights, ranges, index, config)
     if not config.rescore or not len(docs):
         return _ranked(docs, scores)
     head = docs[np.lexsort((docs, -scores))[: config.fully_score]]  # as in SEAL, only these are returned:
