@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,16 @@ def test_results_hold_every_system_on_both_query_sets(finished) -> None:
     assert results["commit"] is None or len(results["commit"].split("-")[0]) == 40
     table = format_results(results)
     assert "genret" in table and "bm25" in table and "nDCG@5" in table and "own text as query" in table
+
+
+def test_search_shows_each_hits_title_from_the_recorded_corpus(finished, capsys) -> None:
+    recipe, _ = finished
+    capsys.readouterr()
+    assert main(["search", "--index", str(Path(recipe.output_dir) / "retriever"), "-k", "3", "volcanoes"]) == 0
+    hits = capsys.readouterr().out.splitlines()[1:]
+    corpus = load_beir("minicorpus").corpus
+    title = dict(zip(corpus["_id"], corpus["title"], strict=True))
+    assert len(hits) == 3 and all(line.rstrip().endswith(title[line.split()[1]]) for line in hits), hits
 
 
 def test_run_files_and_training_logs(finished) -> None:
@@ -243,7 +254,17 @@ def test_seal_recipe_runs_end_to_end_and_its_folder_serves_the_cli(tmp_path, cap
     assert {q: list(d) for q, d in run.items() if d} == {q: list(d) for q, d in saved.items() if d}
     assert main(["evaluate", "--index", str(folder), "--data", "minicorpus", "--k", "5", "--measures", "R@5"]) == 0
     assert capsys.readouterr().out.startswith("seal on minicorpus")
+    capsys.readouterr()
     assert main(["search", "--index", str(folder), "-k", "3", "why do volcanoes erupt"]) == 0
+    hits = capsys.readouterr().out.splitlines()[1:]
+    corpus = load_beir("minicorpus").corpus
+    title = dict(zip(corpus["_id"], corpus["title"], strict=True))
+    for line in hits:  # each hit shows its document's first words, read back from the n-gram index
+        doc = line.split()[1]
+        assert re.findall(r"\w+", title[doc].lower())[0] in line.lower(), line
+    assert main(["search", "--index", str(folder), "--data", "minicorpus", "-k", "3", "why do volcanoes erupt"]) == 0
+    for line in capsys.readouterr().out.splitlines()[1:]:  # with --data: the title itself
+        assert title[line.split()[1]] in line, line
     assert main(["inspect", str(folder)]) == 0
     assert "seal-retriever" in capsys.readouterr().out
 
