@@ -1,6 +1,6 @@
 """Reference copy of SEAL's scoring as it was in pure Python (``genret/retrievers/seal_scoring.py``
 before its numpy / numba rewrite, commit bc58c1f), kept only for ``benchmarks/seal_scoring.py`` and for
-``tests/genret/test_seal_scoring.py``, which check that the library gives the same scores and rankings.
+``tests/genret/retrievers/test_seal_scoring.py``, which check that the library gives the same scores and rankings.
 
 Not part of the library and not to be imported by it; the functions are unchanged, except that
 ``SealScoring`` (the knobs, unchanged) is imported from the library instead of defined here; "the

@@ -7,7 +7,7 @@
 Each row of the Dataset is one example: ``source`` (text the encoder reads), ``target`` (the
 document's readable identifier), ``target_ids`` (its token ids followed by the end-of-id token,
 what the decoder learns), ``task`` and ``doc`` (the corpus row). Three tasks, after DSI, DSI-QG
-and NCI (see ``shared/research/anchors.md`` §1.6):
+and NCI (Tay et al. 2022; Zhuang et al. 2022; Wang et al. 2022):
 
 - ``"indexing"`` (memorise the corpus: document -> docid). ``document`` below is
   ``title + " " + text`` (just the text when the title is blank). ``index_views`` picks the

@@ -7,8 +7,8 @@ step runs only the decoder.
 >>> dataset, collate = CachedPairs(pairs, cache), CachedStatesCollator(cache)          # doctest: +SKIP
 >>> train(model, dataset, collate, TrainConfig(...))                                   # doctest: +SKIP
 
-Why: on a CPU a step of a fine-tuned MiniLM encoder + small decoder costs ~2 s per batch of 32, almost all of
-it the encoder's forward and backward. With the encoder frozen its output for a source text never changes, so it
+Why: on a CPU a step of a fine-tuned MiniLM encoder + small decoder is almost all the encoder's forward and
+backward. With the encoder frozen its output for a source text never changes, so it
 is computed once per distinct text (in eval mode: no dropout) and read back at every epoch; the decoder attends to
 the cached states exactly as it would to fresh ones (``model(encoder_outputs=(states,), attention_mask, labels)``,
 which every Hugging Face encoder-decoder accepts: T5, BART, ``EncoderDecoderModel``).

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from genret.checkpoints import refuse_mixed_runs
 from genret.config import ConfigError, from_dict, to_dict
 from genret.encoder_cache import training_inputs
 from genret.evaluation import Qrels, RetrievalEvaluator, evaluate, write_trec_run
@@ -26,7 +27,7 @@ from genret.provenance import git_commit, machine_info
 from genret.recipe import Recipe
 from genret.retrievers.baselines import build_baseline
 from genret.systems import get_system
-from genret.training import refuse_mixed_runs, train
+from genret.training import train
 from indexing.corpus import load_beir, load_qrels, load_queries
 
 

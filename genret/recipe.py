@@ -130,9 +130,6 @@ class SealConfig:
                                     "spans_per_pseudo_query"))
 
 
-"""Baselines a recipe can run beside genret: BM25 (bm25s) and dense all-MiniLM-L6-v2 (exact cosine)."""
-
-
 @dataclass
 class EvalConfig:
     """Final evaluation."""

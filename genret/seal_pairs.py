@@ -1,7 +1,7 @@
 """SEAL-style training data: (source text -> corpus n-gram) pairs as a ``datasets.Dataset``.
 
 The model learns to generate n-grams that identify the right passage (Bevilacqua et al. 2022,
-``scripts/training/make_supervised_*`` and ``make_unsupervised_dataset.py``; anchors.md section 1.4):
+``scripts/training/make_supervised_*`` and ``make_unsupervised_dataset.py`` in facebookresearch/SEAL):
 
 - ``"retrieval"`` (a training query -> spans of each relevant passage): every ``span_tokens``-token
   window of the passage is scored by how many of its tokens occur in the query, and

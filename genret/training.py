@@ -51,7 +51,6 @@ import logging
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,13 +62,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from genret.checkpoints import (
+    STATE_FILE,
+    latest_checkpoint,
+    refuse_mixed_runs,
+    save_checkpoint,
+    truncate_metrics,
+)
 from genret.config import check_numbers
 
 logger = logging.getLogger(__name__)
 
 SCHEDULES = ("linear", "cosine", "constant")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
-STATE_FILE = "trainer_state.json"
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -253,7 +258,7 @@ def train(
     order = dict(num_processes=accelerator.num_processes, batch_size=config.batch_size, grad_accum=config.grad_accum,
                  seed=config.seed, group_by_length=grouped)  # fmt: skip
     refuse_mixed_runs(out, resume)
-    checkpoint, state = _latest_checkpoint(out), None
+    checkpoint, state = latest_checkpoint(out), None
     if checkpoint is not None:
         state = json.loads((checkpoint / STATE_FILE).read_text())
         saved = {"group_by_length": False, **state["order"]}  # checkpoints from before grouping existed
@@ -283,7 +288,7 @@ def train(
         accelerator.load_state(str(checkpoint))  # model, optimizer, scheduler, RNG states, accumulation counter
         step, samples_before, elapsed_before = state["step"], state["samples_seen"], state["elapsed"]
         if main:
-            _truncate_metrics(out / METRICS_FILE, step)
+            truncate_metrics(out / METRICS_FILE, step)
         logger.info("resumed from %s at step %d", checkpoint, step)
     elif main:
         out.mkdir(parents=True, exist_ok=True)
@@ -362,7 +367,7 @@ def train(
                     state = {"step": step, "epoch": step / steps_per_epoch, "samples_seen": seen,
                              "elapsed": elapsed_before + time.perf_counter() - start, "order": order,
                              "log_window": [*pending, time.perf_counter() - window_start]}  # fmt: skip
-                    checkpoint = _save_checkpoint(accelerator, out, state, config.keep_checkpoints)
+                    checkpoint = save_checkpoint(accelerator, out, state, config.keep_checkpoints)
                 if final:
                     break
         finally:
@@ -390,60 +395,6 @@ def _run_evaluate(accelerator: Any, model: Any, evaluate: Callable, step: int, w
             _set_rng_state(states)
         write({"step": step, "eval": True, **{k: float(v) for k, v in metrics.items()}})
     accelerator.wait_for_everyone()
-
-
-def _save_checkpoint(accelerator: Any, out: Path, state: dict[str, Any], keep: int) -> Path:
-    """accelerator.save_state into checkpoints/.tmp-step-N, add trainer_state.json, rename, prune old ones."""
-    root = out / "checkpoints"
-    final, tmp = root / f"step-{state['step']}", root / f".tmp-step-{state['step']}"
-    if accelerator.is_main_process:
-        for stale in root.glob(".tmp-step-*"):  # left by a run killed while saving
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        if keep > 0:
-            for old in _checkpoints(out)[:-keep]:
-                shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def _checkpoints(out: Path) -> list[Path]:
-    """Complete checkpoints (step-N with a trainer_state.json), oldest first."""
-    root = out / "checkpoints"
-    found = [p for p in root.glob("step-*") if p.name[5:].isdigit() and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name[5:]))
-
-
-def refuse_mixed_runs(output_dir: str | os.PathLike, resume: bool) -> None:
-    """``FileExistsError`` when a fresh run (``resume=False``) would write into a folder holding an earlier run's
-    checkpoints; callers check this before any work, :func:`train` checks it again."""
-    checkpoint = _latest_checkpoint(Path(output_dir))
-    if checkpoint is not None and not resume:
-        raise FileExistsError(f"{output_dir} holds checkpoints of an earlier run ({checkpoint.name}): pass "
-                              "resume=True (CLI: --resume) to continue it, or choose another output_dir")
-
-
-def _latest_checkpoint(out: Path) -> Path | None:
-    found = _checkpoints(out)
-    return found[-1] if found else None
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines logged after the checkpoint we resume from (they will be logged again)."""
-    if not path.exists():
-        return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
 
 
 def _adamw(model: torch.nn.Module, config: TrainConfig, *, fused: bool) -> torch.optim.AdamW:

@@ -7,7 +7,7 @@ memory, index size and decoding latency grow with the number of documents and to
 retrieval quality.
 
 - ``zipf_token_stream(n_tokens, ...)``: exactly ``n_tokens`` tokens cut into documents of 64-192
-  tokens (the n-gram index benchmark's corpora, ``benchmarks/ngram_index.py``);
+  tokens (corpora of a given size in tokens, as an n-gram index is sized);
 - ``zipf_documents(n_docs, ...)``: ``n_docs`` documents of ``min_length..max_length`` tokens;
   nested: the first ``m`` documents of a corpus of ``n > m`` are the corpus of ``m`` (same seed);
 - ``as_dataset(tokens, offsets)``: a ``datasets.Dataset`` (``_id``, ``title``, ``text``) whose

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from genret.config import ConfigError
 from genret.recipe import load_recipe
 from indexing.artifacts import ArtifactError, read_manifest, save_npy, write_artifact
-from indexing.corpus import CorpusError, DataWarning, id_problem, load_corpus, load_qrels, load_queries
+from indexing.corpus import CorpusError, DataWarning, load_corpus, load_qrels, load_queries
+from indexing.records import id_problem
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -19,9 +19,8 @@ Which tokens may follow (``mask``), per row:
   scores; else, when it is not too wide (``NgramIndex.select_width``), it has few followers: those are
   enumerated and the ``keep_top`` best kept (the same tokens, found faster). Beam search never
   picks more than ``2 * num_beams`` tokens of one row, so with ``keep_top >= 2 * num_beams`` the
-  beams equal those of the full mask (tested), at a fraction of the cost: full enumeration of 640
-  beams at 50M tokens takes 438 ms a step (dependencies.md, section 4.6); the hybrid's numbers are
-  in benchmarks/ngram_index.py's results.
+  beams equal those of the full mask (tested), at a fraction of the cost of enumerating every wide
+  row's followers.
 
 The index lives on the CPU: each step copies the states to the host (for scores on a device, also
 the wide rows' top candidates and the scores of enumerated followers; scores on the CPU are read
@@ -67,9 +66,9 @@ class NgramConstraint:
             raise ValueError(f"keep_top and threads must be >= 1 and enumerate_width >= 0, got {keep_top}, "
                              f"{threads}, {enumerate_width}")
         self.threads = int(threads)
-        """Threads for the top-k over wide rows' scores (the step's largest cost, a pass over memory): at
-        50M tokens 2 threads take it from 3.3 to 2.1 ms when a core is idle, and 20% longer when the
-        other core is busy, so 1 unless the machine has cores to spare while the model waits."""
+        """Threads for the top-k over wide rows' scores (the step's largest cost, a pass over memory): a
+        second thread helps when a core is idle and costs time when it is busy, so 1 unless the machine
+        has cores to spare while the model waits."""
         self.index = index
         self.eos_token_id = int(eos_token_id)
         self.fill_token_id = int(fill_token_id)

@@ -45,9 +45,9 @@ all score below that would be outranked by empty placeholders.
 **In place.** ``inplace=True`` writes the mask into the scores the processor is handed (through
 the constraint's ``mask_``, where it has one: an optional method beside the protocol's ``mask``,
 same arguments and result) instead of returning a new ``[rows, vocab]`` tensor. That is most of
-the constraint's cost on CPU (a fresh 80 MB tensor for 640 rows x 32k tokens costs 70-80 ms of
-page faults there; setting it to -inf in place about 8 ms) and saves a pass over the scores on a
-GPU. It is safe under beam search (``num_beams > 1``): ``generate`` hands the processors a fresh
+the constraint's cost on CPU (a fresh tensor's pages fault in on first touch, several times the cost
+of setting one to -inf in place) and saves a pass over the scores on a GPU. It is safe under beam
+search (``num_beams > 1``): ``generate`` hands the processors a fresh
 log-softmax tensor each step and keeps only a copy of what they return. Not under greedy search or
 sampling: there the scores handed over are also what ``output_logits=True`` returns, and a
 caller that passes the same scores tensor to several calls must leave it off (the default).

@@ -89,7 +89,7 @@ def _kth_largest(buf, n, k):  # pragma: no cover - compiled
 def _block_maxima(row, out):  # pragma: no cover - compiled
     """``out[b]``: the largest score of block ``b`` of ``row`` (``BLOCK`` tokens; the last may be
     shorter). The one full pass over a row: compiled without NaN semantics, so the reductions
-    vectorize (about 2x faster, at memory speed); NaN scores make the maxima meaningless, which
+    vectorize (at memory speed); NaN scores make the maxima meaningless, which
     ``top_tokens`` detects."""
     vocab = len(row)
     full = vocab // BLOCK

@@ -13,8 +13,7 @@ nothing waits on the device, and few of them (on a GPU each is a kernel launch, 
   with the multiplier ``V + 1`` a clamped bad token reads as token ``V``, which no edge carries,
   a dead state gives a negative key and an out-of-range state a key past the last, so no extra
   validity test is needed; a sentinel key past every real one keeps the search's answer a valid
-  index. For 640 rows of a 1M-identifier trie (8M nodes) on CPU the search took 0.13-0.25 ms,
-  against 1.0-1.5 ms for a bisection inside each child block. Costs 8 bytes per node.
+  index. Several times faster than a bisection inside each child block; costs 8 bytes per node.
 - ``mask`` (8 operations): each row's child block is looked up in ``bounds`` (``[first, last]``
   child per node; a leaf, and the extra row ``n_nodes`` that dead states read, point at a
   one-entry block holding ``fill_token_id``, so every row has at least one allowed token and no
@@ -23,7 +22,7 @@ nothing waits on the device, and few of them (on a GPU each is a kernel launch, 
   duplicate write of the same value), and the children's scores are gathered, the scores set to
   ``-inf`` and the gathered scores scattered back. ``bounds`` and the edge tokens (int64, so no
   conversion per step) cost 16 bytes per node. Setting the scores to ``-inf`` is the one pass
-  over all of them and, on CPU, nearly all of the time (about 8 ms of 10 for 640 rows x 32k tokens).
+  over all of them and, on CPU, nearly all of the time.
 - The root usually has far more children than any other node (a whole first-token vocabulary).
   When it does not fit the width, the first step sets the root's *complement* to ``-inf``
   (``index_fill`` of a precomputed column list: for random identifiers over 32k tokens, about 130
@@ -38,8 +37,8 @@ for any state, one extra pass over the scores).
 
 ``mask`` returns a new tensor (the ``Constraint`` protocol). ``mask_`` does the same work in the
 scores it is given and returns them: no new ``[rows, vocab]`` tensor, which on CPU is most of
-the cost (a fresh 80 MB tensor for 640 rows x 32k tokens costs 70-80 ms of page faults, filling
-one in place about 8 ms). ``ConstrainedLogitsProcessor(..., inplace=True)`` uses it.
+the cost (a fresh tensor's pages fault in on first touch, several times the cost of filling one in
+place). ``ConstrainedLogitsProcessor(..., inplace=True)`` uses it.
 
 The trie's tensors are moved to a device once and kept (one copy per device).
 """

@@ -68,8 +68,7 @@ class SealSearchConfig:
     constraint_threads: int = 0
     """CPU threads for the constraint's top-k over wide rows (NgramConstraint.threads); 0 = 2 when the
     process may use two cores or more, else 1. The model waits while the constraint works, so a
-    second core is usually idle: 4.7 instead of 5.5 ms a step at 50M tokens (benchmarks/ngram_index.py);
-    set 1 on a CPU shared with busy jobs (the split then costs about 20%)."""
+    second core is usually idle; set 1 on a CPU shared with busy jobs (there the split costs time)."""
     rescore_batch: int = 256
     """N-grams per teacher-forced rescoring pass."""
     query_ngrams: int = 0

@@ -6,9 +6,8 @@ found each equally likely. Every distinct n-gram of 1 to ``max_n`` tokens of the
 that occurs in the index (n-grams across a document boundary or a title marker never do) gets the
 log-probability ``logprob``; its weight then depends only on how rare it is in the corpus, so the
 check ranks documents by the rare query n-grams they share, with SEAL's repetition penalty. It
-needs no model, checks the scoring end to end on a real collection (``tests/genret/test_seal_scoring.py``
-holds its nDCG@10 on scifact and cranfield to a band) and gives the benchmark
-(``benchmarks/seal_scoring.py``) realistic inputs.
+needs no model, so it checks the scoring end to end on a real collection, and it is the floor a
+trained SEAL model must clear.
 
 N-grams are listed shorter first, then by where they start in the query. The order matters where
 weights tie (equal corpus counts: many 3- and 4-grams occur once or twice), because the first stage

@@ -21,11 +21,8 @@ defaults below are SEAL's (``SEALSearcher.DEFAULTS``). All of it runs on the CPU
 Implementation: the first stage and the rescoring are numba kernels
 (:mod:`genret.retrievers.seal_kernels`) over one query's n-grams as flat arrays; ``sa`` shards'
 documents are read in place from the shard's text, other backends' through ``doc_tokens`` one by
-one (``fm``: LF walks, several times slower). They replace pure-Python loops, kept as
-``benchmarks/seal_scoring_reference.py``: the same scores (same floats, same order of additions) and
-the same rankings (ties by document number), which ``tests/genret/test_seal_scoring.py`` checks on
-random corpora. On scifact (MiniLM tokens, about 1400 documents rescored per query) a query's
-first stage and rescoring take about 9 ms against 160 (``benchmarks/seal_scoring.py``).
+one (``fm``: LF walks, several times slower). They give what SEAL's pure-Python loops give: the
+same scores (same floats, same order of additions) and the same rankings (ties by document number).
 
 Not implemented from SEAL: its extra unigram scores from one decoder step over the whole
 vocabulary, and the "single key" mix; both are off in SEAL's reported configuration for MS MARCO

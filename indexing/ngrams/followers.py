@@ -8,11 +8,10 @@ wide rows are mostly short, frequent n-grams. For every n-gram of 1 to ``MAX_DEP
 follows), so a check is one read. Rows are keyed by the n-gram's whole range, ``lo * (MAX_DEPTH +
 1) + depth`` (sorted) with ``hi`` beside it: a lookup is a binary search over a small array. The
 most frequent n-grams come first within ``BITMAP_BYTES``. Built level by level: listing an n-gram's
-followers gives the ranges of its one-token extensions, the next level's candidates. At 50M
-Zipfian tokens (32k vocabulary): 7k bitmaps, 28 MB, about 3 s once per shard
-(benchmarks/ngram_index.py reports it). Lists of the followers of less frequent n-grams (256-1023
-occurrences, to skip enumerating narrow rows) were measured too: 0.4 ms less per 640-beam step
-(6.0 against 6.4 ms) for 4 s more build time and 12 MB, so not kept.
+followers gives the ranges of its one-token extensions, the next level's candidates. Built once per
+shard, in seconds for tens of millions of tokens. Lists of the followers of less frequent n-grams
+(to skip enumerating narrow rows) were measured too and saved too little a step for their build time
+and memory, so they are not kept.
 """
 
 from __future__ import annotations

@@ -43,10 +43,3 @@ class Ranges:
         """Occurrences of each row's n-gram in the whole index (all shards), int64 ``[n]``."""
         return (self.hi - self.lo).sum(axis=1)
 
-    @staticmethod
-    def concat(parts: list[Ranges]) -> Ranges:
-        return Ranges(
-            np.concatenate([p.lo for p in parts]),
-            np.concatenate([p.hi for p in parts]),
-            np.concatenate([p.depth for p in parts]),
-        )

@@ -15,12 +15,11 @@ n-gram's range is ``[n_docs, len(text))``. Inside the range ``[lo, hi)`` of an n
 searches on it (``occurs``, whether the extension is non-empty, one), and the distinct next tokens
 are its runs (a few linear probes, then galloping: O(k log(width / k)) for k runs). ``SA[i] + d``
 stays inside the text: every document ends with a separator, which no n-gram contains. The binary
-searches of a batch run in lockstep groups (``LANES``), so that their cache misses overlap: at 50M
-tokens that halves the time of a decoding step's candidate checks. A decoding step checks candidates
+searches of a batch run in lockstep groups (``LANES``), so that their cache misses overlap (on large
+corpora that halves the time of a decoding step's candidate checks). A decoding step checks candidates
 mostly after one token, in the ranges of frequent unigrams, which are the widest (the longest
 searches); ``first_occurring`` answers those from the follower bitmaps of the shard's
-``FollowerTable`` instead (``followers``: frequent n-grams of 1-2 tokens, built on first use). Measured design:
-../shared/research/dependencies.md sections 4.2-4.5; benchmarks/ngram_index.py.
+``FollowerTable`` instead (``followers``: frequent n-grams of 1-2 tokens, built on first use).
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ class SuffixArrayShard:
     backend = "sa"
     select_width = 1 << 15
     """Wide rows up to this many occurrences are cheaper to enumerate than to check candidate by candidate (about
-    one random read per occurrence; measured at 50M tokens, benchmarks/ngram_index.py)."""
+    one random read per occurrence)."""
 
     def __init__(self, text: np.ndarray, suffixes: np.ndarray, doc_starts: np.ndarray, max_token: int) -> None:
         self.text = text
@@ -126,8 +125,8 @@ class SuffixArrayShard:
 
     def followers(self) -> FollowerTable:
         """The followers of this shard's frequent n-grams of 1-2 tokens, as bitmaps
-        (:class:`~indexing.ngrams.followers.FollowerTable`): built on first use (about 3 s per 50M
-        tokens) and kept. ``first_occurring`` reads them; so does a decoding constraint."""
+        (:class:`~indexing.ngrams.followers.FollowerTable`): built on first use (seconds for tens of
+        millions of tokens) and kept. ``first_occurring`` reads them; so does a decoding constraint."""
         if self._followers is None:
             self._followers = FollowerTable.build(self, self.follower_bitmap_min)
         return self._followers

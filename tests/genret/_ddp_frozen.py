@@ -14,12 +14,14 @@ import torch
 from accelerate import PartialState
 
 from genret.encoder_cache import training_inputs
-from genret.models import build_text_model, tiny_model_config
+from genret.models import ModelConfig, build_text_model
 from genret.training import TrainConfig, train
 from indexing.tokenizer import load_tokenizer
 
 out = Path(sys.argv[1])
-model, tok = build_text_model(tiny_model_config("minilm-decoder"), load_tokenizer("minilm"))
+model, tok = build_text_model(ModelConfig(  # tiny_models.tiny_model_config("minilm-decoder"); this script runs alone
+    name_or_path="bert", dropout=0.0, decoder_layers=2, config={"hidden_size": 64, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "intermediate_size": 128, "max_position_embeddings": 128}), load_tokenizer("minilm"))
 before = {k: v.clone() for k, v in model.get_encoder().state_dict().items()}
 rng = np.random.default_rng(0)
 pairs = {"source": [f"passage {i} about subject {i % 5}" for i in range(32)],

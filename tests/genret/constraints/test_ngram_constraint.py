@@ -11,8 +11,8 @@ from transformers import LogitsProcessorList
 from genret.constraints import ConstrainedLogitsProcessor, Constraint
 from genret.constraints.ngram import NgramConstraint
 from indexing.ngrams import NgramIndex, backend_class
-from tests.genret.test_constraints import EOS, MODEL_VOCAB, PAD, encoder_inputs, t5
-from tests.indexing.ngram_reference import next_counts, occurrences
+from tests.genret.constraints.test_constraints import EOS, MODEL_VOCAB, PAD, encoder_inputs, t5
+from tests.indexing.ngrams.ngram_reference import next_counts, occurrences
 
 FULL = 10**9  # an enumerate_width no range exceeds: every row enumerated (the full mask)
 

@@ -20,7 +20,7 @@ from genret.scaling.report import write_report
 from genret.scaling.results import append_row, read_rows
 from genret.scaling.subsets import NestedSubsets, load_sweep_data
 
-TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_beir"  # 20 documents, 7 + 3 judged
+TINY = Path(__file__).resolve().parents[2] / "fixtures" / "tiny_beir"  # 20 documents, 7 + 3 judged
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from indexing.ngrams import followers as followers_module
 from indexing.ngrams.followers import MAX_DEPTH
 from indexing.ngrams.sa import SuffixArrayShard
-from tests.indexing.ngram_reference import all_ngrams, corpora, flatten, next_counts, occurrences
-from tests.indexing.test_ngram_sa import walk
+from tests.indexing.ngrams.ngram_reference import all_ngrams, corpora, flatten, next_counts, occurrences
+from tests.indexing.ngrams.test_ngram_sa import walk
 
 
 def ngram_at(shard: SuffixArrayShard, key: int) -> tuple[int, ...]:

@@ -15,9 +15,9 @@ from indexing.corpus import load_corpus
 from indexing.ngrams import NgramIndex, Ranges
 from indexing.ngrams.sa import SuffixArrayShard
 from indexing.tokenizer import load_tokenizer
-from tests.indexing.ngram_reference import all_ngrams, corpora, next_counts, occurrences
+from tests.indexing.ngrams.ngram_reference import all_ngrams, corpora, next_counts, occurrences
 
-TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_beir"
+TINY = Path(__file__).resolve().parents[2] / "fixtures" / "tiny_beir"
 BACKENDS = ["sa", "fm"]
 
 

@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexing.artifacts import ArtifactError, save_npy
-from indexing.ngrams.fm import NARROW_WIDTH, FMIndexShard
+from indexing.ngrams.fm import FMIndexShard
+from indexing.ngrams.fm_kernels import NARROW_WIDTH
 from indexing.ngrams.wavelet import levels_for
-from tests.indexing.ngram_reference import all_ngrams, corpora, flatten, next_counts, occurrences
+from tests.indexing.ngrams.ngram_reference import all_ngrams, corpora, flatten, next_counts, occurrences
 
 
 def build(docs: list[list[int]], **kwargs: int) -> FMIndexShard:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from indexing.ngrams.base import NgramShard
 from indexing.ngrams.fm import FMIndexShard
 from indexing.ngrams.sa import SuffixArrayShard
-from tests.indexing.ngram_reference import all_ngrams, corpora, flatten, next_counts, occurrences, wide_corpora
+from tests.indexing.ngrams.ngram_reference import all_ngrams, corpora, flatten, next_counts, occurrences, wide_corpora
 
 BACKENDS = [pytest.param(SuffixArrayShard, id="sa"), pytest.param(FMIndexShard, id="fm")]
 HYPOTHESIS = settings(max_examples=60, deadline=None)

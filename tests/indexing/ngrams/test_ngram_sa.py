@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from indexing.artifacts import ArtifactError
 from indexing.ngrams.followers import BITMAP_MIN
 from indexing.ngrams.sa import LINEAR_PROBES, SA_FILES, SA_JSON, SuffixArrayShard
-from tests.indexing.ngram_reference import all_ngrams, corpora, flatten, next_counts, occurrences
+from tests.indexing.ngrams.ngram_reference import all_ngrams, corpora, flatten, next_counts, occurrences
 
 
 def build(docs: list[list[int]]) -> SuffixArrayShard:

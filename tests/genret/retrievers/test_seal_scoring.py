@@ -98,7 +98,7 @@ def test_score_documents_composes_the_stages(index: NgramIndex) -> None:
 
 # ------------------------------------------------- against the pure-Python reference (benchmarks/)
 
-REFERENCE_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "seal_scoring_reference.py"
+REFERENCE_PATH = Path(__file__).resolve().parents[3] / "benchmarks" / "seal_scoring_reference.py"
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_ngram_check_run_scores_the_queries_own_corpus_ngrams(index: NgramIndex)
     assert list(run["c"]) == ["3"]
 
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 #: nDCG@10 of the no-model check (genret.retrievers.seal_check), measured with this code; it depends on
 #: the order of equal-weight n-grams (shorter first here; a Python set's order gave 0.594 / 0.232)
 CHECK_NDCG10 = {"scifact": 0.6088, "cranfield": 0.2343}

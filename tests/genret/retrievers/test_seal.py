@@ -16,7 +16,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from genret.dsi_pairs import Seq2SeqCollator
 from genret.evaluation import evaluate
-from genret.models import build_text_model, tiny_model_config
+from genret.models import build_text_model
 from genret.retrievers.seal import SealRetriever, SealSearchConfig
 from genret.seal_pairs import build_seal_pairs
 from genret.training import TrainConfig, train
@@ -24,8 +24,9 @@ from indexing.artifacts import ArtifactError
 from indexing.corpus import load_beir
 from indexing.ngrams import NgramIndex
 from indexing.tokenizer import load_tokenizer
+from tests.genret.tiny_models import tiny_model_config
 
-TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_beir"
+TINY = Path(__file__).resolve().parents[2] / "fixtures" / "tiny_beir"
 MARKERS = (1, 2)
 
 
