@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genret.config import ConfigError, check_numbers, load_config
+from genret.config import ConfigError, check_numbers, load_config, to_dict
 from genret.models import ModelConfig
 from genret.retrievers.baselines import BASELINES
 from genret.retrievers.dsi import SearchConfig
@@ -211,6 +211,12 @@ def check_system(recipe: Recipe, where: str | Path) -> None:
     system = SYSTEMS.get(recipe.system)
     if system is None:
         raise ConfigError(f"{where}: system: expected one of {', '.join(SYSTEMS)}, got {recipe.system!r}")
-    problems = system.check_recipe(recipe) if system.check_recipe else []
+    default = Recipe()
+    foreign = sorted({f"{section} (system {other.name})" for other in SYSTEMS.values() if other is not system
+                      for section in other.sections if section not in system.sections
+                      and to_dict(getattr(recipe, section)) != to_dict(getattr(default, section))})
+    problems = [f"{', '.join(foreign)}: another system's settings, which system {system.name} never reads; "
+                f"remove them"] if foreign else []
+    problems += system.check_recipe(recipe) if system.check_recipe else []
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))

@@ -142,3 +142,17 @@ def test_seal_refuses_docid_options(tmp_path) -> None:
     path.write_text("system: seal\nmodel: {init_docids_from: minilm}\n")
     with pytest.raises(ConfigError, match="are for docid tokens"):
         load_recipe(path)
+
+
+def test_a_recipe_setting_another_systems_section_is_refused(toy, tmp_path) -> None:
+    """The sections a system declares are its own: a SEAL recipe with docids settings, or a DSI one with seal
+    settings, would be silently ignored, so it is refused naming the section and its system."""
+    path = tmp_path / "r.yaml"
+    path.write_text("system: seal\ndocids: {scheme: atomic}\n")
+    with pytest.raises(ConfigError, match=r"docids \(system dsi\): another system's settings"):
+        load_recipe(path)
+    path.write_text("system: dsi\nseal: {backend: fm}\n")
+    with pytest.raises(ConfigError, match=r"seal \(system seal\)"):
+        load_recipe(path)
+    path.write_text("system: toy\nsearch: {num_beams: 3}\n")  # search is the toy's own too
+    assert load_recipe(path).search.num_beams == 3
