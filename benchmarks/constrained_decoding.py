@@ -121,8 +121,6 @@ MB = 2**20
 METHODS = ("unconstrained", "genret", "anchor")
 
 
-
-
 def rss_mb() -> float:
     """Current resident memory of this process (Linux), MiB."""
     try:
@@ -130,8 +128,6 @@ def rss_mb() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
     except OSError:  # not Linux: no figure
         return float("nan")
-
-
 
 
 # ------------------------------------------------------------------------------ identifiers
@@ -197,19 +193,14 @@ def make_id_set(kind: str, n: int, seed: int, device: torch.device) -> IdSet:
 # ----------------------------------------------------------------------------------- models
 
 
-
-
-
-
-
-
 def genret_processor(id_set: IdSet, beams: int, inplace: bool = True) -> ConstrainedLogitsProcessor:
     # in place only under beam search: greedy / sampling hand processors a tensor they also keep
     return ConstrainedLogitsProcessor(id_set.constraint, num_beams=beams, inplace=inplace and beams > 1)
 
 
-def generate(model: Any, inputs: dict, beams: int, id_set: IdSet, method: str,
-             before: list[LogitsProcessor] | None = None) -> Any:
+def generate(
+    model: Any, inputs: dict, beams: int, id_set: IdSet, method: str, before: list[LogitsProcessor] | None = None
+) -> Any:
     """The retriever's generate call; ``method`` adds the constraint (``before``: processors run first)."""
     processors = list(before or [])
     kwargs: dict[str, Any] = {}
@@ -223,15 +214,20 @@ def generate(model: Any, inputs: dict, beams: int, id_set: IdSet, method: str,
         kwargs["logits_processor"] = LogitsProcessorList(processors)
     with torch.inference_mode():
         return model.generate(
-            **inputs, num_beams=beams, num_return_sequences=beams, do_sample=False, length_penalty=0.0,
-            early_stopping="never", max_new_tokens=id_set.trie.max_depth, output_scores=True,
-            return_dict_in_generate=True, **kwargs,
+            **inputs,
+            num_beams=beams,
+            num_return_sequences=beams,
+            do_sample=False,
+            length_penalty=0.0,
+            early_stopping="never",
+            max_new_tokens=id_set.trie.max_depth,
+            output_scores=True,
+            return_dict_in_generate=True,
+            **kwargs,
         )
 
 
 # ----------------------------------------------------------------------------------- checks
-
-
 
 
 def valid_share(id_set: IdSet, out: Any) -> float:
@@ -240,15 +236,7 @@ def valid_share(id_set: IdSet, out: Any) -> float:
     return float((id_set.trie.lookup_batch(seqs) >= 0).mean())
 
 
-
-
 # ---------------------------------------------------------------------------------- timing
-
-
-
-
-
-
 
 
 class Recorder(LogitsProcessor):
@@ -262,8 +250,9 @@ class Recorder(LogitsProcessor):
         return scores
 
 
-def constraint_only(model: Any, inputs: dict, id_set: IdSet, beams: int, reps: int,
-                    device: torch.device) -> dict[str, Any]:
+def constraint_only(
+    model: Any, inputs: dict, id_set: IdSet, beams: int, reps: int, device: torch.device
+) -> dict[str, Any]:
     """Replay one decode's processor calls through the anchor's and genret's processors (module doc)."""
     recorder = Recorder()
     generate(model, inputs, beams, id_set, "genret", before=[recorder])
@@ -297,8 +286,10 @@ def constraint_only(model: Any, inputs: dict, id_set: IdSet, beams: int, reps: i
             totals[name].append(sum(step_s))
             cpu_totals[name].append(cpu_s)
             per_step[name].append(step_s)
-        log(f"    constraint only, round {rep + 1}/{reps}: "
-            + ", ".join(f"{name} {totals[name][-1] * 1e3:.1f} ms" for name in names))
+        log(
+            f"    constraint only, round {rep + 1}/{reps}: "
+            + ", ".join(f"{name} {totals[name][-1] * 1e3:.1f} ms" for name in names)
+        )
     result: dict[str, Any] = {"steps": len(steps), "outputs_equal": bool(equal)}
     for name in names:
         result[name] = {
@@ -311,8 +302,9 @@ def constraint_only(model: Any, inputs: dict, id_set: IdSet, beams: int, reps: i
     return result
 
 
-def run_setting(model_name: str, model: Any, id_set: IdSet, batch: int, beams: int, args: argparse.Namespace,
-                device: torch.device) -> dict[str, Any]:
+def run_setting(
+    model_name: str, model: Any, id_set: IdSet, batch: int, beams: int, args: argparse.Namespace, device: torch.device
+) -> dict[str, Any]:
     depth = id_set.trie.max_depth
     rounds = args.warmup + args.reps
     seconds: dict[str, list[float]] = {m: [] for m in METHODS}
@@ -340,12 +332,18 @@ def run_setting(model_name: str, model: Any, id_set: IdSet, batch: int, beams: i
             for key, value in compare_beams(outs["genret"], outs["anchor"], batch, beams).items():
                 beams_check[key] += value
         label = "warm-up" if rnd < args.warmup else f"round {rnd - args.warmup + 1}/{args.reps}"
-        log(f"    {label}: " + ", ".join(f"{m} {took[m][0] * 1e3:.1f} ms (CPU {took[m][1] * 1e3:.1f})"
-                                         for m in order))
+        log(f"    {label}: " + ", ".join(f"{m} {took[m][0] * 1e3:.1f} ms (CPU {took[m][1] * 1e3:.1f})" for m in order))
         del outs
     result: dict[str, Any] = {
-        "model": model_name, "kind": id_set.kind, "ids": len(id_set.ids), "batch": batch, "beams": beams,
-        "steps": depth, "rounds": args.reps, "anchor_rounds": anchor_rounds - args.warmup, "warmup": args.warmup,
+        "model": model_name,
+        "kind": id_set.kind,
+        "ids": len(id_set.ids),
+        "batch": batch,
+        "beams": beams,
+        "steps": depth,
+        "rounds": args.reps,
+        "anchor_rounds": anchor_rounds - args.warmup,
+        "warmup": args.warmup,
     }
     for method in METHODS:
         result[method] = summary(seconds[method], cpu_seconds[method], batch)
@@ -367,8 +365,9 @@ def run_setting(model_name: str, model: Any, id_set: IdSet, batch: int, beams: i
         "anchor_speedup": anchor_cpu / ours_cpu,
     }
     log("    constraint only: recording one decode, then replaying it")
-    only = constraint_only(model, make_inputs(batch, args.query_length, args.seed + 999, device), id_set, beams,
-                           args.replay_reps, device)
+    only = constraint_only(
+        model, make_inputs(batch, args.query_length, args.seed + 999, device), id_set, beams, args.replay_reps, device
+    )
     result["constraint_only"] = only
     result["constraint_only_speedup"] = only["anchor"]["p50_ms"] / only["genret"]["p50_ms"]
     result["ratio_vs_unconstrained_from_constraint_only"] = 1 + only["genret"]["p50_ms"] / unc
@@ -415,9 +414,11 @@ def machine(device: torch.device, args: argparse.Namespace, dtype: torch.dtype) 
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    head = (f"{'model':<6} {'kind':<8} {'ids':>8} {'batch':>5} {'beams':>5} | {'uncons ms':>10} "
-            f"{'genret ms':>10} {'ratio':>6} {'(cpu)':>6} {'anchor ms':>10} {'anc/gen':>8} | {'only: anchor':>12} "
-            f"{'genret':>8} {'anc/gen':>8} | checks")
+    head = (
+        f"{'model':<6} {'kind':<8} {'ids':>8} {'batch':>5} {'beams':>5} | {'uncons ms':>10} "
+        f"{'genret ms':>10} {'ratio':>6} {'(cpu)':>6} {'anchor ms':>10} {'anc/gen':>8} | {'only: anchor':>12} "
+        f"{'genret':>8} {'anc/gen':>8} | checks"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         only = r["constraint_only"]
@@ -434,37 +435,60 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ids", type=count, nargs="+", default=[10_000, 100_000, 1_000_000],
-                        help="identifier set sizes (10000, 10k, 1M)")
+    parser.add_argument(
+        "--ids",
+        type=count,
+        nargs="+",
+        default=[10_000, 100_000, 1_000_000],
+        help="identifier set sizes (10000, 10k, 1M)",
+    )
     parser.add_argument("--kind", nargs="+", choices=["random", "semantic"], default=["random"])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--beams", type=int, nargs="+", default=[10, 20])
     parser.add_argument("--model", nargs="+", choices=list(MODELS), default=["small"])
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds per setting")
     parser.add_argument("--reps", type=int, default=3, help="timed rounds per setting (each: all three methods)")
-    parser.add_argument("--anchor-reps", type=int, default=None,
-                        help="run the anchor in the first N timed rounds only (default: all); the other rounds "
-                             "time unconstrained and genret alone, for a tighter ratio_vs_unconstrained")
+    parser.add_argument(
+        "--anchor-reps",
+        type=int,
+        default=None,
+        help="run the anchor in the first N timed rounds only (default: all); the other rounds "
+        "time unconstrained and genret alone, for a tighter ratio_vs_unconstrained",
+    )
     parser.add_argument("--replay-reps", type=int, default=3, help="timed rounds of the constraint-only replay")
     parser.add_argument("--query-length", type=int, default=32)
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
-                        help="model weights: auto = bfloat16 on CUDA, float32 on CPU")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="model weights: auto = bfloat16 on CUDA, float32 on CPU",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--note", default="", help="a note on the machine for the JSON")
-    parser.add_argument("--ngram-tokens", type=count, nargs="*", default=[],
-                        help="also time the n-gram constraint (SEAL) over synthetic corpora of these sizes "
-                        "(benchmarks/ngram_decoding.py), for every model, batch and beams setting")
+    parser.add_argument(
+        "--ngram-tokens",
+        type=count,
+        nargs="*",
+        default=[],
+        help="also time the n-gram constraint (SEAL) over synthetic corpora of these sizes "
+        "(benchmarks/ngram_decoding.py), for every model, batch and beams setting",
+    )
     parser.add_argument("--ngram-length", type=int, default=6, help="decoder steps of the n-gram settings")
     args = parser.parse_args(argv)
     if min(args.beams) < 2:
         parser.error("--beams: beam search needs at least 2 beams")
 
     transformers.logging.set_verbosity_error()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if args.device == "auto"
+        else args.device
+    )
     if args.dtype == "auto":
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     else:
@@ -490,23 +514,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             log(f"building {kind} id set of {n:,} identifiers (CSR trie, device tensors, GENRE dict trie)")
             id_set = make_id_set(kind, n, args.seed, device)
             b = id_set.build
-            log(f"  CSR {b['csr_build_s']:.2f} s, {b['csr_host_mb']:.1f} MiB host, device tensors "
+            log(
+                f"  CSR {b['csr_build_s']:.2f} s, {b['csr_host_mb']:.1f} MiB host, device tensors "
                 f"{b['genret_device_tensors_s']:.2f} s / {b['genret_device_mb']:.1f} MiB; dict trie "
-                f"{b['dict_build_s']:.1f} s / {b['dict_rss_mb']:.0f} MiB resident; {b['n_nodes']:,} nodes")
+                f"{b['dict_build_s']:.1f} s / {b['dict_rss_mb']:.0f} MiB resident; {b['n_nodes']:,} nodes"
+            )
             id_sets.append(b)
             for model_name, batch, beams in settings:
                 done += 1
-                log(f"[{done}/{total}] model {model_name}, {kind} ids {len(id_set.ids):,}, batch {batch}, "
-                    f"beams {beams}")
+                log(
+                    f"[{done}/{total}] model {model_name}, {kind} ids {len(id_set.ids):,}, batch {batch}, beams {beams}"
+                )
                 result = run_setting(model_name, models[model_name], id_set, batch, beams, args, device)
                 results.append(result)
-                log(f"  p50: unconstrained {result['unconstrained']['p50_ms']:.1f} ms, genret "
+                log(
+                    f"  p50: unconstrained {result['unconstrained']['p50_ms']:.1f} ms, genret "
                     f"{result['genret']['p50_ms']:.1f} ms ({result['ratio_vs_unconstrained']:.3f}x; CPU time "
                     f"{result['cpu_time']['ratio_vs_unconstrained']:.3f}x), anchor "
                     f"{result['anchor']['p50_ms']:.1f} ms (anchor/genret {result['anchor_speedup']:.2f}x); "
                     f"constraint only: anchor {result['constraint_only']['anchor']['p50_ms']:.1f} ms, genret "
                     f"{result['constraint_only']['genret']['p50_ms']:.2f} ms "
-                    f"({result['constraint_only_speedup']:.1f}x); checks {result['checks']}")
+                    f"({result['constraint_only_speedup']:.1f}x); checks {result['checks']}"
+                )
             del id_set
             gc.collect()
 
@@ -518,8 +547,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log(f"n-gram index over {n:,} synthetic tokens: {build}")
         for model_name, batch, beams in settings:
             anchor_reps = args.reps if args.anchor_reps is None else min(args.anchor_reps, args.reps)
-            result = run_ngram_setting(model_name, models[model_name], index, batch, beams, args.ngram_length,
-                                       args.reps, anchor_reps, args.warmup, args.seed, args.query_length, device)
+            result = run_ngram_setting(
+                model_name,
+                models[model_name],
+                index,
+                batch,
+                beams,
+                args.ngram_length,
+                args.reps,
+                anchor_reps,
+                args.warmup,
+                args.seed,
+                args.query_length,
+                device,
+            )
             result["index"] = build
             ngram_results.append(result)
             log("  " + ngram_line(result))
@@ -531,8 +572,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "constrained_decoding",
         "argv": sys.argv[1:] if argv is None else argv,
         "machine": info,
-        "models": {name: {"parameters": sum(p.numel() for p in m.parameters()), **MODELS[name], "vocab_size": VOCAB}
-                   for name, m in models.items()},
+        "models": {
+            name: {"parameters": sum(p.numel() for p in m.parameters()), **MODELS[name], "vocab_size": VOCAB}
+            for name, m in models.items()
+        },
         "id_sets": id_sets,
         "settings": results,
         "ngram_settings": ngram_results,

@@ -36,8 +36,7 @@ def count(text: str) -> int:
 
 
 def make_model(name: str, device: torch.device, dtype: torch.dtype, seed: int) -> T5ForConditionalGeneration:
-    config = T5Config(vocab_size=VOCAB, decoder_start_token_id=PAD, pad_token_id=PAD, eos_token_id=EOS,
-                      **MODELS[name])
+    config = T5Config(vocab_size=VOCAB, decoder_start_token_id=PAD, pad_token_id=PAD, eos_token_id=EOS, **MODELS[name])
     torch.manual_seed(seed)
     return T5ForConditionalGeneration(config).eval().to(device=device, dtype=dtype)
 
@@ -83,8 +82,15 @@ def compare_beams(ours: Any, ref: Any, batch: int, beams: int) -> dict[str, int]
 def summary(wall: list[float], cpu: list[float], batch: int) -> dict[str, Any]:
     ms = np.array(wall) * 1e3
     p50 = float(np.median(ms))
-    return {"ms": ms.tolist(), "p50_ms": p50, "p95_ms": float(np.percentile(ms, 95)), "mean_ms": float(ms.mean()),
-            "qps": batch / (p50 / 1e3), "cpu_ms": [c * 1e3 for c in cpu], "cpu_p50_ms": statistics.median(cpu) * 1e3}
+    return {
+        "ms": ms.tolist(),
+        "p50_ms": p50,
+        "p95_ms": float(np.percentile(ms, 95)),
+        "mean_ms": float(ms.mean()),
+        "qps": batch / (p50 / 1e3),
+        "cpu_ms": [c * 1e3 for c in cpu],
+        "cpu_p50_ms": statistics.median(cpu) * 1e3,
+    }
 
 
 def timed(device: torch.device, fn: Callable[[], Any]) -> tuple[float, float, Any]:

@@ -69,8 +69,13 @@ def build_index(n_tokens: int, seed: int) -> tuple[NgramIndex, dict[str, Any]]:
     start = time.perf_counter()
     shard = backend_class("sa").build(tokens.astype(np.int64), offsets)
     index = NgramIndex([shard], config={"backend": "sa"})
-    return index, {"tokens": index.n_tokens, "documents": index.n_docs, "corpus_s": made,
-                   "build_s": time.perf_counter() - start, "index_mb": index.nbytes() / 2**20}
+    return index, {
+        "tokens": index.n_tokens,
+        "documents": index.n_docs,
+        "corpus_s": made,
+        "build_s": time.perf_counter() - start,
+        "index_mb": index.nbytes() / 2**20,
+    }
 
 
 class SealAnchor:
@@ -91,21 +96,32 @@ class SealAnchor:
         return allowed + [EOS] if ngram else allowed
 
 
-def generate(model: Any, inputs: dict, beams: int, length: int, index: NgramIndex, constraint: NgramConstraint,
-             method: str) -> Any:
+def generate(
+    model: Any, inputs: dict, beams: int, length: int, index: NgramIndex, constraint: NgramConstraint, method: str
+) -> Any:
     """One beam search; ``constraint`` is built once per setting, as a retriever builds it once."""
     kwargs: dict[str, Any] = {}
     if method == "genret":
         kwargs["logits_processor"] = LogitsProcessorList(
-            [ConstrainedLogitsProcessor(constraint, num_beams=beams, inplace=True)])
+            [ConstrainedLogitsProcessor(constraint, num_beams=beams, inplace=True)]
+        )
     elif method == "anchor":
         kwargs["prefix_allowed_tokens_fn"] = SealAnchor(index)
     elif method != "unconstrained":
         raise ValueError(method)
     with torch.inference_mode():
-        return model.generate(**inputs, num_beams=beams, num_return_sequences=beams, do_sample=False,
-                              length_penalty=0.0, early_stopping="never", max_new_tokens=length,
-                              output_scores=True, return_dict_in_generate=True, **kwargs)
+        return model.generate(
+            **inputs,
+            num_beams=beams,
+            num_return_sequences=beams,
+            do_sample=False,
+            length_penalty=0.0,
+            early_stopping="never",
+            max_new_tokens=length,
+            output_scores=True,
+            return_dict_in_generate=True,
+            **kwargs,
+        )
 
 
 def valid_share(index: NgramIndex, sequences: torch.Tensor) -> float:
@@ -117,9 +133,20 @@ def valid_share(index: NgramIndex, sequences: torch.Tensor) -> float:
     return float((index.find(ngrams).counts > 0).mean())
 
 
-def run_ngram_setting(model_name: str, model: Any, index: NgramIndex, batch: int, beams: int, length: int,
-                      reps: int, anchor_reps: int, warmup: int, seed: int, query_length: int,
-                      device: torch.device) -> dict[str, Any]:
+def run_ngram_setting(
+    model_name: str,
+    model: Any,
+    index: NgramIndex,
+    batch: int,
+    beams: int,
+    length: int,
+    reps: int,
+    anchor_reps: int,
+    warmup: int,
+    seed: int,
+    query_length: int,
+    device: torch.device,
+) -> dict[str, Any]:
     """Rounds of the three methods on the same inputs, order rotated; the anchor in the first rounds only."""
     seconds: dict[str, list[float]] = {m: [] for m in METHODS}
     cpu_seconds: dict[str, list[float]] = {m: [] for m in METHODS}
@@ -129,11 +156,12 @@ def run_ngram_setting(model_name: str, model: Any, index: NgramIndex, batch: int
     for rnd in range(warmup + reps):
         inputs = make_inputs(batch, query_length, seed + 7000 + 1000 * rnd + batch, device)
         methods = METHODS if rnd < warmup + anchor_reps else METHODS[:2]
-        order = methods[rnd % len(methods):] + methods[: rnd % len(methods)]
+        order = methods[rnd % len(methods) :] + methods[: rnd % len(methods)]
         outs, took = {}, {}
         for method in order:
-            wall, cpu, out = timed(device,
-                                   lambda m=method, x=inputs: generate(model, x, beams, length, index, constraint, m))
+            wall, cpu, out = timed(
+                device, lambda m=method, x=inputs: generate(model, x, beams, length, index, constraint, m)
+            )
             took[method] = wall
             if rnd >= warmup:
                 seconds[method].append(wall)
@@ -147,9 +175,16 @@ def run_ngram_setting(model_name: str, model: Any, index: NgramIndex, batch: int
                 beams_check[key] += value
         label = "warm-up" if rnd < warmup else f"round {rnd - warmup + 1}/{reps}"
         log(f"    n-gram {label}: " + ", ".join(f"{m} {took[m] * 1e3:.1f} ms" for m in order))
-    result: dict[str, Any] = {"model": model_name, "tokens": index.n_tokens, "batch": batch, "beams": beams,
-                              "rows": batch * beams, "ngram_length": length, "rounds": reps,
-                              "anchor_rounds": anchor_reps}
+    result: dict[str, Any] = {
+        "model": model_name,
+        "tokens": index.n_tokens,
+        "batch": batch,
+        "beams": beams,
+        "rows": batch * beams,
+        "ngram_length": length,
+        "rounds": reps,
+        "anchor_rounds": anchor_reps,
+    }
     for method in METHODS:
         result[method] = summary(seconds[method], cpu_seconds[method], batch)
     unc, ours, anchor = (result[m]["p50_ms"] for m in METHODS)
@@ -168,11 +203,13 @@ def run_ngram_setting(model_name: str, model: Any, index: NgramIndex, batch: int
 
 
 def ngram_line(r: dict[str, Any]) -> str:
-    return (f"n-gram {r['tokens']:,} tokens, model {r['model']}, batch {r['batch']} x {r['beams']} beams, "
-            f"{r['ngram_length']} steps: unconstrained {r['unconstrained']['p50_ms']:.1f} ms, genret "
-            f"{r['genret']['p50_ms']:.1f} ms ({r['ratio_vs_unconstrained']:.3f}x; CPU time "
-            f"{r['cpu_time']['ratio_vs_unconstrained']:.3f}x), SEAL-style anchor {r['anchor']['p50_ms']:.1f} ms "
-            f"(anchor/genret {r['anchor_speedup']:.1f}x); checks {r['checks']}")
+    return (
+        f"n-gram {r['tokens']:,} tokens, model {r['model']}, batch {r['batch']} x {r['beams']} beams, "
+        f"{r['ngram_length']} steps: unconstrained {r['unconstrained']['p50_ms']:.1f} ms, genret "
+        f"{r['genret']['p50_ms']:.1f} ms ({r['ratio_vs_unconstrained']:.3f}x; CPU time "
+        f"{r['cpu_time']['ratio_vs_unconstrained']:.3f}x), SEAL-style anchor {r['anchor']['p50_ms']:.1f} ms "
+        f"(anchor/genret {r['anchor_speedup']:.1f}x); checks {r['checks']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -199,8 +236,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for n in args.tokens:
         index, build = build_index(n, args.seed)
         log(f"n-gram index: {build}")
-        result = run_ngram_setting(args.model, model, index, args.batch, args.beams, args.ngram_length, args.reps,
-                                   args.anchor_reps, args.warmup, args.seed, args.query_length, device)
+        result = run_ngram_setting(
+            args.model,
+            model,
+            index,
+            args.batch,
+            args.beams,
+            args.ngram_length,
+            args.reps,
+            args.anchor_reps,
+            args.warmup,
+            args.seed,
+            args.query_length,
+            device,
+        )
         result["index"] = build
         results.append(result)
         log(ngram_line(result))

@@ -159,8 +159,9 @@ def build_child(spec: dict[str, Any]) -> dict[str, Any]:
 
     backend, out = spec["backend"], Path(spec["out"])
     # load the numba kernels (cache=True) outside the measurement
-    NgramIndex.from_token_lists([[2, 3, 4], [3, 4]], backend=backend).next_tokens_csr(NgramIndex.from_token_lists(
-        [[2, 3]], backend=backend).root(1))
+    NgramIndex.from_token_lists([[2, 3, 4], [3, 4]], backend=backend).next_tokens_csr(
+        NgramIndex.from_token_lists([[2, 3]], backend=backend).root(1)
+    )
     result: dict[str, Any] = {}
     if spec["kind"] == "synthetic":
         tokens = np.load(spec["tokens"]).astype(np.int64)
@@ -211,24 +212,26 @@ def build_child(spec: dict[str, Any]) -> dict[str, Any]:
     index.save(out)
     save = time.perf_counter() - save
     disk, npy = folder_bytes(out)
-    result.update({
-        "n_tokens": n_tokens,
-        "n_docs": index.n_docs,
-        "build_wall_s": wall,
-        "build_cpu_s": cpu,
-        "tokens_per_s_wall": n_tokens / wall,
-        "tokens_per_s_cpu": n_tokens / cpu if cpu > 0 else None,
-        "rss_before_build_mb": rss_before,
-        "peak_rss_build_mb": peak,
-        "build_peak_mb": peak - rss_before,
-        "peak_counter_reset": peak_reset,
-        "memory_bytes": index.nbytes(),
-        "memory_bytes_per_token": index.nbytes() / n_tokens,
-        "disk_bytes": disk,
-        "disk_npy_bytes": npy,
-        "disk_bytes_per_token": disk / n_tokens,
-        "save_s": save,
-    })
+    result.update(
+        {
+            "n_tokens": n_tokens,
+            "n_docs": index.n_docs,
+            "build_wall_s": wall,
+            "build_cpu_s": cpu,
+            "tokens_per_s_wall": n_tokens / wall,
+            "tokens_per_s_cpu": n_tokens / cpu if cpu > 0 else None,
+            "rss_before_build_mb": rss_before,
+            "peak_rss_build_mb": peak,
+            "build_peak_mb": peak - rss_before,
+            "peak_counter_reset": peak_reset,
+            "memory_bytes": index.nbytes(),
+            "memory_bytes_per_token": index.nbytes() / n_tokens,
+            "disk_bytes": disk,
+            "disk_npy_bytes": npy,
+            "disk_bytes_per_token": disk / n_tokens,
+            "save_s": save,
+        }
+    )
     return result
 
 
@@ -236,7 +239,10 @@ def run_build(spec: dict[str, Any]) -> dict[str, Any]:
     """``build_child`` in a fresh interpreter (its result is the last line of its output)."""
     done = subprocess.run(
         [sys.executable, __file__, "--build-child", json.dumps(spec)],
-        capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
     )
     if done.returncode != 0:
         raise RuntimeError(f"build of {spec['backend']} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -318,8 +324,9 @@ def model_like_scores(index: Any, ngrams: list[list[int]], vocab: int, seed: int
 class Case:
     """One timed operation: ``fn()`` (or ``fn(setup())``, the setup outside the clock)."""
 
-    def __init__(self, name: str, backend: str, fn: Callable[..., Any], per: int = 1,
-                 setup: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, name: str, backend: str, fn: Callable[..., Any], per: int = 1, setup: Callable[[], Any] | None = None
+    ) -> None:
         self.name, self.backend, self.fn, self.per, self.setup = name, backend, fn, per, setup
         self.inner = 1
         self.samples: list[float] = []
@@ -377,8 +384,15 @@ def run_cases(cases: list[Case], reps: int, target: float, progress: Callable[[s
 # ------------------------------------------------------------------------------------------ one corpus
 
 
-def bench_corpus(name: str, paths: dict[str, Path], vocab: int, eos: int, pad: int, args: argparse.Namespace,
-                 log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def bench_corpus(
+    name: str,
+    paths: dict[str, Path],
+    vocab: int,
+    eos: int,
+    pad: int,
+    args: argparse.Namespace,
+    log: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
     """Latency cases for every backend of one corpus, interleaved; returns ``{backend: {case: summary}}``."""
     from genret.constraints.ngram import NgramConstraint
     from indexing.ngrams import NgramIndex
@@ -399,8 +413,10 @@ def bench_corpus(name: str, paths: dict[str, Path], vocab: int, eos: int, pad: i
     random_scores, model_scores = model_like_scores(first, step, vocab, args.seed)
     by_depth = {d: sampler.ngrams(ROWS, (d, d)) for d in range(1, 6)} if args.by_depth else {}
     depth_scores = {d: model_like_scores(first, g, vocab, args.seed + d) for d, g in by_depth.items()}
-    log(f"  states sampled in {time.perf_counter() - t:.1f} s: narrow {len(narrow)}, mid {len(mid)}, "
-        f"wide {[int(w) for w in first.find(wide).counts]}, locate {len(located)}")
+    log(
+        f"  states sampled in {time.perf_counter() - t:.1f} s: narrow {len(narrow)}, mid {len(mid)}, "
+        f"wide {[int(w) for w in first.find(wide).counts]}, locate {len(located)}"
+    )
     info: dict[str, Any] = {
         "widths": {
             "extend_640_median": float(np.median(first.find(ext_states).counts)),
@@ -417,11 +433,16 @@ def bench_corpus(name: str, paths: dict[str, Path], vocab: int, eos: int, pad: i
         if index.backend == "sa":  # follower bitmaps: built once, before any timing
             t, c = time.perf_counter(), time.process_time()
             tables = [shard.followers() for shard in index.shards]
-            followers[b] = {"build_s": time.perf_counter() - t, "build_cpu_s": time.process_time() - c,
-                            "rows": sum(len(table.keys) for table in tables),
-                            "bytes": sum(table.nbytes() for table in tables)}
-            log(f"  {b}: follower bitmaps of {followers[b]['rows']} frequent n-grams, "
-                f"{followers[b]['bytes'] / MB:.1f} MB, built in {followers[b]['build_s']:.2f} s")
+            followers[b] = {
+                "build_s": time.perf_counter() - t,
+                "build_cpu_s": time.process_time() - c,
+                "rows": sum(len(table.keys) for table in tables),
+                "bytes": sum(table.nbytes() for table in tables),
+            }
+            log(
+                f"  {b}: follower bitmaps of {followers[b]['rows']} frequent n-grams, "
+                f"{followers[b]['bytes'] / MB:.1f} MB, built in {followers[b]['build_s']:.2f} s"
+            )
         r_ext, r_narrow, r_mid = index.find(ext_states), index.find(narrow), index.find(mid)
         r_wide, r_loc = index.find(wide), index.find(located)
         cases += [
@@ -433,8 +454,9 @@ def bench_corpus(name: str, paths: dict[str, Path], vocab: int, eos: int, pad: i
         if mid:
             cases.append(Case("next_mid", b, lambda i=index, r=r_mid: i.next_tokens_csr(r), len(mid)))
         cases.append(Case("next_wide", b, lambda i=index, r=r_wide: i.next_tokens_csr(r), len(wide)))
-        con = NgramConstraint(index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH,
-                              keep_top=KEEP_TOP)
+        con = NgramConstraint(
+            index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH, keep_top=KEEP_TOP
+        )
         state = state_tensor(index, step)
         counts = index.find(step).counts
         depth = np.array([len(g) for g in step])
@@ -442,29 +464,41 @@ def bench_corpus(name: str, paths: dict[str, Path], vocab: int, eos: int, pad: i
         info["widths"]["step_narrow_rows"] = int(((counts <= ENUMERATE_WIDTH) & (depth > 0)).sum())
         info["widths"]["step_start_rows"] = int((depth == 0).sum())
         adv = _valid_tokens(con, state, model_scores)
-        con2 = NgramConstraint(index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH,
-                               keep_top=KEEP_TOP, threads=2)
-        cases.append(Case("step_allowed_model_2threads", b, lambda c=con2, s=state, x=model_scores:
-                          c._allowed(s, x), ROWS))
+        con2 = NgramConstraint(
+            index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH, keep_top=KEEP_TOP, threads=2
+        )
+        cases.append(
+            Case("step_allowed_model_2threads", b, lambda c=con2, s=state, x=model_scores: c._allowed(s, x), ROWS)
+        )
         for kind, scores in (("random", random_scores), ("model", model_scores)):
             cases += [
                 Case(f"step_allowed_{kind}", b, lambda c=con, s=state, x=scores: c._allowed(s, x), ROWS),
                 Case(f"step_mask_{kind}", b, lambda c=con, s=state, x=scores: c.mask(s, x), ROWS),
-                Case(f"step_mask_inplace_{kind}", b, lambda x, c=con, s=state: c.mask_(s, x), ROWS,
-                     setup=lambda x=scores: x.clone()),
+                Case(
+                    f"step_mask_inplace_{kind}",
+                    b,
+                    lambda x, c=con, s=state: c.mask_(s, x),
+                    ROWS,
+                    setup=lambda x=scores: x.clone(),
+                ),
             ]
         cases.append(Case("step_advance", b, lambda c=con, s=state, t=adv: c.advance(s, t), ROWS))
-        breakdown[b] = {kind: step_breakdown(con, state, scores)
-                        for kind, scores in (("model", model_scores), ("random", random_scores))}
+        breakdown[b] = {
+            kind: step_breakdown(con, state, scores)
+            for kind, scores in (("model", model_scores), ("random", random_scores))
+        }
         for d, g in by_depth.items():
             s_d = state_tensor(index, g)
-            cases.append(Case(f"depth{d}_allowed_random", b, lambda c=con, s=s_d, x=depth_scores[d][0]:
-                              c._allowed(s, x), ROWS))
-            cases.append(Case(f"depth{d}_allowed_model", b, lambda c=con, s=s_d, x=depth_scores[d][1]:
-                              c._allowed(s, x), ROWS))
+            cases.append(
+                Case(f"depth{d}_allowed_random", b, lambda c=con, s=s_d, x=depth_scores[d][0]: c._allowed(s, x), ROWS)
+            )
+            cases.append(
+                Case(f"depth{d}_allowed_model", b, lambda c=con, s=s_d, x=depth_scores[d][1]: c._allowed(s, x), ROWS)
+            )
     if args.by_depth:
         info["widths"]["by_depth_wide_rows"] = {
-            d: int((first.find(g).counts > ENUMERATE_WIDTH).sum()) for d, g in by_depth.items()}
+            d: int((first.find(g).counts > ENUMERATE_WIDTH).sum()) for d, g in by_depth.items()
+        }
     check_same_allowed(indexes, step, model_scores, eos, pad)
     run_cases(cases, args.reps, args.target_ms / 1e3, log)
     out: dict[str, dict[str, Any]] = {b: {"latency": {}} for b in indexes}
@@ -509,6 +543,7 @@ def step_breakdown(con: Any, state: Any, scores: Any, reps: int = 7) -> dict[str
             finally:
                 spent[label] = spent.get(label, 0.0) + time.thread_time() - start
                 inside[0] = False
+
         return wrapper
 
     saved = {name: getattr(module, name) for name in ("top_tokens", "select_best")}
@@ -524,8 +559,12 @@ def step_breakdown(con: Any, state: Any, scores: Any, reps: int = 7) -> dict[str
         module.top_tokens = timed("topk", saved["top_tokens"])
         module.select_best = timed("cut_to_keep_top", saved["select_best"])
         for shard in shards:
-            for method, label in (("occurs", "checks"), ("first_occurring", "checks"), ("extend", "checks"),
-                                  ("next_tokens", "enumerate")):
+            for method, label in (
+                ("occurs", "checks"),
+                ("first_occurring", "checks"),
+                ("extend", "checks"),
+                ("next_tokens", "enumerate"),
+            ):
                 if hasattr(shard, method):
                     setattr(shard, method, timed(label, getattr(type(shard), method).__get__(shard)))
         con._check_top = counting_check_top
@@ -558,8 +597,9 @@ def check_same_allowed(indexes: dict[str, Any], step: list[list[int]], scores: A
 
     masks = []
     for index in indexes.values():
-        con = NgramConstraint(index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH,
-                              keep_top=KEEP_TOP)
+        con = NgramConstraint(
+            index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH, keep_top=KEEP_TOP
+        )
         masks.append(torch.isfinite(con.mask(state_tensor(index, step), scores)))
     for m in masks[1:]:
         if not torch.equal(m, masks[0]):
@@ -571,9 +611,11 @@ def check_same_allowed(indexes: dict[str, Any], step: list[list[int]], scores: A
 
 def table(results: list[dict[str, Any]]) -> str:
     """The README table: medians of wall time (the machine was shared: see the JSON for CPU times)."""
-    head = ("| corpus | backend | build s | tokens/s wall (CPU) | build peak MB | bytes/token disk | extend 640 | "
-            "next narrow 640 | next wide (per range) | locate 100 (per range) | step index-side, model (random) | "
-            "step full mask, fresh (in place) |")
+    head = (
+        "| corpus | backend | build s | tokens/s wall (CPU) | build peak MB | bytes/token disk | extend 640 | "
+        "next narrow 640 | next wide (per range) | locate 100 (per range) | step index-side, model (random) | "
+        "step full mask, fresh (in place) |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         b, lat = r["build"], r["latency"]
@@ -599,8 +641,13 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tokens", type=int, nargs="*", default=None,
-                        help="synthetic corpus sizes (default: 1M when --data is not given)")
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        nargs="*",
+        default=None,
+        help="synthetic corpus sizes (default: 1M when --data is not given)",
+    )
     parser.add_argument("--data", nargs="*", default=[], help="BEIR corpus folders (e.g. ../shared/data/scifact)")
     parser.add_argument("--tokenizer", default="minilm")
     parser.add_argument("--backends", nargs="+", default=["sa", "fm"])
@@ -614,8 +661,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workdir", default="/tmp/genret-ngram-bench", help="corpora and indexes (deleted after)")
     parser.add_argument("--keep", action="store_true", help="keep the indexes in --workdir")
     parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep the entries of an existing --json file (same corpus and backend replaced)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the entries of an existing --json file (same corpus and backend replaced)",
+    )
     parser.add_argument("--note", default=f"shared machine ({os.cpu_count()} cores, other jobs running)")
     parser.add_argument("--build-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -651,28 +701,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             builds[backend] = run_build(spec)
             paths[backend] = out
             b = builds[backend]
-            log(f"  {backend}: built {b['n_tokens']:,} tokens in {b['build_wall_s']:.2f} s "
+            log(
+                f"  {backend}: built {b['n_tokens']:,} tokens in {b['build_wall_s']:.2f} s "
                 f"({b['tokens_per_s_wall'] / 1e6:.2f}M tokens/s wall, {b['tokens_per_s_cpu'] / 1e6:.2f}M CPU), "
                 f"peak +{b['build_peak_mb']:.0f} MB, {b['disk_bytes_per_token']:.3f} B/token on disk, "
-                f"{b['memory_bytes_per_token']:.3f} in memory")
+                f"{b['memory_bytes_per_token']:.3f} in memory"
+            )
         first = builds[args.backends[0]]
         vocab = first.get("vocab_size", args.vocab)
         eos, pad = first.get("eos_token_id", EOS), first.get("pad_token_id", PAD)
         latency = bench_corpus(corpus["name"], paths, vocab, eos, pad, args, log)
         for backend in args.backends:
-            results.append({
-                "corpus": corpus["name"], "kind": corpus["kind"], "backend": backend, "run": 0,
-                "vocab": vocab, "eos": eos, "pad": pad,
-                "build": builds[backend], **latency[backend],
-            })
+            results.append(
+                {
+                    "corpus": corpus["name"],
+                    "kind": corpus["kind"],
+                    "backend": backend,
+                    "run": 0,
+                    "vocab": vocab,
+                    "eos": eos,
+                    "pad": pad,
+                    "build": builds[backend],
+                    **latency[backend],
+                }
+            )
         if not args.keep:
             for p in paths.values():
                 shutil.rmtree(p, ignore_errors=True)
-        log(table(results[-len(args.backends):]))
+        log(table(results[-len(args.backends) :]))
     machine = machine_info(args.note)
     settings = {k: v for k, v in vars(args).items() if k not in ("build_child", "json", "merge")} | {
-        "rows": ROWS, "queries": QUERIES, "beams": BEAMS, "enumerate_width": ENUMERATE_WIDTH,
-        "keep_top": KEEP_TOP, "boosted": BOOSTED, "boost": BOOST}
+        "rows": ROWS,
+        "queries": QUERIES,
+        "beams": BEAMS,
+        "enumerate_width": ENUMERATE_WIDTH,
+        "keep_top": KEEP_TOP,
+        "boosted": BOOSTED,
+        "boost": BOOST,
+    }
     report = {
         "benchmark": "ngram_index",
         "machine": machine,

@@ -54,8 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 
 
-def timed(fn: Any, inputs: list[tuple[str, list[tuple[int, ...]], np.ndarray]], index: Any,
-          config: SealScoring) -> tuple[float, float, dict[str, list[tuple[int, float]]]]:
+def timed(
+    fn: Any, inputs: list[tuple[str, list[tuple[int, ...]], np.ndarray]], index: Any, config: SealScoring
+) -> tuple[float, float, dict[str, list[tuple[int, float]]]]:
     """(wall s, thread CPU s, {qid: ranking}) of scoring every query once."""
     out = {}
     wall, cpu = time.perf_counter(), time.thread_time()
@@ -67,8 +68,13 @@ def timed(fn: Any, inputs: list[tuple[str, list[tuple[int, ...]], np.ndarray]], 
 def summary(walls: list[float], cpus: list[float], n: int) -> dict[str, Any]:
     ms = [1e3 * w / n for w in walls]
     cpu = [1e3 * c / n for c in cpus]
-    return {"median_ms_per_query": statistics.median(ms), "min_ms_per_query": min(ms), "max_ms_per_query": max(ms),
-            "cpu_median_ms_per_query": statistics.median(cpu), "samples_ms_per_query": ms}
+    return {
+        "median_ms_per_query": statistics.median(ms),
+        "min_ms_per_query": min(ms),
+        "max_ms_per_query": max(ms),
+        "cpu_median_ms_per_query": statistics.median(cpu),
+        "samples_ms_per_query": ms,
+    }
 
 
 def compare(new: dict[str, list[tuple[int, float]]], ref: dict[str, list[tuple[int, float]]]) -> dict[str, Any]:
@@ -82,8 +88,13 @@ def compare(new: dict[str, list[tuple[int, float]]], ref: dict[str, list[tuple[i
             a, b = np.array([s for _, s in got]), np.array([s for _, s in expected])
             close += bool(np.allclose(a, b))
             max_diff = max(max_diff, float(np.abs(a - b).max(initial=0.0)))
-    return {"queries": len(ref), "same_rankings": same_order, "close_scores": close,
-            "max_abs_score_diff": max_diff, "identical_rankings": same_order == close == len(ref)}
+    return {
+        "queries": len(ref),
+        "same_rankings": same_order,
+        "close_scores": close,
+        "max_abs_score_diff": max_diff,
+        "identical_rankings": same_order == close == len(ref),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -117,12 +128,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     build_s = time.perf_counter() - t
     found = check_ngrams(index, tokenizer, queries, args.max_n)
     inputs = [(qid, g, np.full(len(g), args.logprob)) for qid, g in found.items()]
-    log(f"{Path(args.data).name}: {index.n_docs} documents, {index.n_tokens:,} tokens (index built in "
-        f"{build_s:.1f} s), {len(inputs)} queries, {np.mean([len(g) for g in found.values()]):.1f} n-grams per query")
+    log(
+        f"{Path(args.data).name}: {index.n_docs} documents, {index.n_tokens:,} tokens (index built in "
+        f"{build_s:.1f} s), {len(inputs)} queries, {np.mean([len(g) for g in found.values()]):.1f} n-grams per query"
+    )
 
     config = SealScoring()
-    cases = {"reference": (reference_score_documents, config), "new": (score_documents, config),
-             "new_first_stage_only": (score_documents, SealScoring(rescore=False))}
+    cases = {
+        "reference": (reference_score_documents, config),
+        "new": (score_documents, config),
+        "new_first_stage_only": (score_documents, SealScoring(rescore=False)),
+    }
     small = inputs[:1]
     for fn, cfg in cases.values():  # untimed: numba compilation or cache load
         timed(fn, small, index, cfg)
@@ -137,8 +153,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             walls[name].append(wall)
             cpus[name].append(cpu)
             outputs.setdefault(name, out)
-        log(f"  rep {rep + 1}/{args.reps}: " + ", ".join(
-            f"{name} {1e3 * walls[name][-1] / len(inputs):.2f} ms/query" for name in names))
+        log(
+            f"  rep {rep + 1}/{args.reps}: "
+            + ", ".join(f"{name} {1e3 * walls[name][-1] / len(inputs):.2f} ms/query" for name in names)
+        )
     n = len(inputs)
     results = {name: summary(walls[name], cpus[name], n) for name in cases}
     checks = compare(outputs["new"], outputs["reference"])
@@ -154,12 +172,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {
         "benchmark": "seal_scoring",
         "machine": machine,
-        "settings": {k: v for k, v in vars(args).items() if k != "json"} | {
-            "scoring": vars(config), "title_markers": list(markers) if markers else None,
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
-        "corpus": {"name": Path(args.data).name, "documents": index.n_docs, "tokens": index.n_tokens,
-                   "queries": n, "ngrams_per_query_mean": float(np.mean([len(g) for g in found.values()])),
-                   "index_build_s": build_s},
+        "settings": {k: v for k, v in vars(args).items() if k != "json"}
+        | {
+            "scoring": vars(config),
+            "title_markers": list(markers) if markers else None,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        },
+        "corpus": {
+            "name": Path(args.data).name,
+            "documents": index.n_docs,
+            "tokens": index.n_tokens,
+            "queries": n,
+            "ngrams_per_query_mean": float(np.mean([len(g) for g in found.values()])),
+            "index_build_s": build_s,
+        },
         "results": results,
         "ratio_reference_over_new": ratio,
         "cpu_ratio_reference_over_new": cpu_ratio,
@@ -167,14 +193,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ndcg10": ndcg,
         "checks": checks,
     }
-    log(f"reference {results['reference']['median_ms_per_query']:.2f} ms/query, "
+    log(
+        f"reference {results['reference']['median_ms_per_query']:.2f} ms/query, "
         f"new {results['new']['median_ms_per_query']:.2f} ms/query "
         f"(first stage alone {results['new_first_stage_only']['median_ms_per_query']:.2f}), "
         f"ratio {ratio:.1f}x wall, {cpu_ratio:.1f}x CPU; "
-        f"{report['documents_rescored_per_query_mean']:.0f} documents rescored per query")
-    log(f"identical rankings: {checks['identical_rankings']} ({checks['same_rankings']}/{checks['queries']} queries, "
+        f"{report['documents_rescored_per_query_mean']:.0f} documents rescored per query"
+    )
+    log(
+        f"identical rankings: {checks['identical_rankings']} ({checks['same_rankings']}/{checks['queries']} queries, "
         f"max |score difference| {checks['max_abs_score_diff']:.3g}); nDCG@10 reference {ndcg['reference']:.4f}, "
-        f"new {ndcg['new']:.4f}; load average {machine['load_average_1_5_15']}")
+        f"new {ndcg['new']:.4f}; load average {machine['load_average_1_5_15']}"
+    )
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,9 @@ from genret.retrievers.seal_scoring import SealScoring, repetition, weighted_ngr
 from indexing.ngrams import NgramIndex
 
 
-def first_stage(ngrams: list[tuple[int, ...]], weights: np.ndarray, counts: np.ndarray, index: NgramIndex,
-                config: SealScoring) -> dict[int, float]:
+def first_stage(
+    ngrams: list[tuple[int, ...]], weights: np.ndarray, counts: np.ndarray, index: NgramIndex, config: SealScoring
+) -> dict[int, float]:
     """Document -> first-stage score from the rare n-grams' occurrences (step 2 of the module docstring)."""
     rare = [i for i in np.argsort(-weights, kind="stable") if weights[i] > 0 and 0 < counts[i] <= config.max_hits]
     if not rare:
@@ -47,8 +48,13 @@ def first_stage(ngrams: list[tuple[int, ...]], weights: np.ndarray, counts: np.n
     return scores
 
 
-def intersective(doc_tokens: np.ndarray, ngrams: list[tuple[int, ...]], weights: np.ndarray,
-                 by_first: dict[int, list[int]], beta: float) -> float:
+def intersective(
+    doc_tokens: np.ndarray,
+    ngrams: list[tuple[int, ...]],
+    weights: np.ndarray,
+    by_first: dict[int, list[int]],
+    beta: float,
+) -> float:
     """One document's full score: greedy non-overlapping matches of the n-grams, best weight first."""
     tokens = doc_tokens.tolist()
     matches = []  # (-weight, ngram index, start)
@@ -75,8 +81,9 @@ def intersective(doc_tokens: np.ndarray, ngrams: list[tuple[int, ...]], weights:
     return total
 
 
-def score_documents(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex,
-                    config: SealScoring) -> list[tuple[int, float]]:
+def score_documents(
+    ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex, config: SealScoring
+) -> list[tuple[int, float]]:
     """Documents (global numbers) with their SEAL scores, best first, for one query's n-grams."""
     keys, counts, weights = weighted_ngrams(ngrams, logprobs, index, config)
     if not keys:

@@ -31,8 +31,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.split == "test":
         raise SystemExit("teachers are chosen on train (or dev) queries, never on the test queries")
     data = load_beir(args.data, split=args.split)
-    results = {"data": args.data, "split": args.split, "queries": len(data.queries), "commit": git_commit(),
-               "machine": machine_info(), "teachers": {}}
+    results = {
+        "data": args.data,
+        "split": args.split,
+        "queries": len(data.queries),
+        "commit": git_commit(),
+        "machine": machine_info(),
+        "teachers": {},
+    }
     for teacher in TEACHERS:
         start = time.perf_counter()
         run = teacher_run(teacher, data.corpus, data.queries, depth=10)

@@ -161,11 +161,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     csr_traced_peak = tracemalloc.get_traced_memory()[1] / MB
     tracemalloc.stop()
     print(f"CSR build: {build_s:.3f} s (median of {len(builds)}; runs {', '.join(f'{b:.3f}' for b in builds)})")
-    print(f"  {trie.n_nodes:,} nodes, {trie.nbytes() / MB:.1f} MiB arrays "
-          f"({trie.nbytes() / trie.n_nodes:.2f} B/node), token {trie.token.dtype}, "
-          f"first_child {trie.first_child.dtype}")
-    print(f"  peak RSS {rss_before:.0f} MiB before build -> {rss_after:.0f} MiB after "
-          f"(+{rss_after - rss_before:.0f}); tracemalloc peak during build {csr_traced_peak:.0f} MiB")
+    print(
+        f"  {trie.n_nodes:,} nodes, {trie.nbytes() / MB:.1f} MiB arrays "
+        f"({trie.nbytes() / trie.n_nodes:.2f} B/node), token {trie.token.dtype}, "
+        f"first_child {trie.first_child.dtype}"
+    )
+    print(
+        f"  peak RSS {rss_before:.0f} MiB before build -> {rss_after:.0f} MiB after "
+        f"(+{rss_after - rss_before:.0f}); tracemalloc peak during build {csr_traced_peak:.0f} MiB"
+    )
 
     # ---- batched ops on args.states states
     rng = np.random.default_rng(args.seed + 1)
@@ -189,16 +193,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         step_ms = timed(lambda st=st, tok=tok: trie.step(st, tok), 200)[0] * 1e3
         mask_ms = timed(lambda st=st: trie.allowed_mask(st), 20 if d == 0 else 50)[0] * 1e3
         allowed_per_state = float(np.diff(trie.allowed(st)[0]).mean())
-        ops["per_depth"].append({"depth": d, "step_ms": step_ms, "allowed_mask_ms": mask_ms,
-                                 "mean_allowed": allowed_per_state})
+        ops["per_depth"].append(
+            {"depth": d, "step_ms": step_ms, "allowed_mask_ms": mask_ms, "mean_allowed": allowed_per_state}
+        )
         decode_ms += step_ms + mask_ms
     ops["decode_all_depths_ms"] = decode_ms
     print(f"batched ops, {k} states (first call {first_call_s:.2f} s incl. numba compile/cache load):")
-    print(f"  mixed depths: step {ops['step_ms_mixed_depths']:.3f} ms, allowed_mask "
-          f"{ops['allowed_mask_ms_mixed_depths']:.2f} ms, allowed (CSR) {ops['allowed_ms_mixed_depths']:.2f} ms")
+    print(
+        f"  mixed depths: step {ops['step_ms_mixed_depths']:.3f} ms, allowed_mask "
+        f"{ops['allowed_mask_ms_mixed_depths']:.2f} ms, allowed (CSR) {ops['allowed_ms_mixed_depths']:.2f} ms"
+    )
     for row in ops["per_depth"]:
-        print(f"  depth {row['depth']}: step {row['step_ms']:.3f} ms, allowed_mask {row['allowed_mask_ms']:.2f} ms"
-              f" ({row['mean_allowed']:.1f} allowed tokens per state)")
+        print(
+            f"  depth {row['depth']}: step {row['step_ms']:.3f} ms, allowed_mask {row['allowed_mask_ms']:.2f} ms"
+            f" ({row['mean_allowed']:.1f} allowed tokens per state)"
+        )
     print(f"  one full decode ({args.length + 1} steps: mask + step each): {decode_ms:.2f} ms")
 
     # ---- GENRE dict trie on a subset, CSR rebuilt on the same subset
@@ -249,13 +258,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "ratio_mask_time_dict_over_csr": dict_mask_s / csr_mask_s,
         }
         print(f"GENRE dict trie vs CSR on the same {m:,} ids:")
-        print(f"  build: dict {dict_build:.3f} s, CSR {sub_build:.3f} s -> "
-              f"dict/CSR {competitor['ratio_build_time_dict_over_csr']:.1f}x")
-        print(f"  memory: dict {dict_mem:.1f} MiB (tracemalloc), CSR {csr_mb:.2f} MiB arrays "
-              f"(build peak {sub_traced_peak:.1f} MiB) -> dict/CSR {competitor['ratio_memory_dict_over_csr']:.1f}x "
-              f"({competitor['ratio_memory_dict_over_csr_build_peak']:.1f}x of the CSR build peak)")
-        print(f"  mask of {k} mixed-depth prefixes: dict {dict_mask_s * 1e3:.2f} ms, CSR "
-              f"{csr_mask_s * 1e3:.2f} ms -> dict/CSR {competitor['ratio_mask_time_dict_over_csr']:.1f}x")
+        print(
+            f"  build: dict {dict_build:.3f} s, CSR {sub_build:.3f} s -> "
+            f"dict/CSR {competitor['ratio_build_time_dict_over_csr']:.1f}x"
+        )
+        print(
+            f"  memory: dict {dict_mem:.1f} MiB (tracemalloc), CSR {csr_mb:.2f} MiB arrays "
+            f"(build peak {sub_traced_peak:.1f} MiB) -> dict/CSR {competitor['ratio_memory_dict_over_csr']:.1f}x "
+            f"({competitor['ratio_memory_dict_over_csr_build_peak']:.1f}x of the CSR build peak)"
+        )
+        print(
+            f"  mask of {k} mixed-depth prefixes: dict {dict_mask_s * 1e3:.2f} ms, CSR "
+            f"{csr_mask_s * 1e3:.2f} ms -> dict/CSR {competitor['ratio_mask_time_dict_over_csr']:.1f}x"
+        )
 
     result = {
         "benchmark": "trie_build",

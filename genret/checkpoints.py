@@ -47,8 +47,10 @@ def refuse_mixed_runs(output_dir: str | os.PathLike, resume: bool) -> None:
     checkpoints; callers check this before any work, :func:`train` checks it again."""
     checkpoint = latest_checkpoint(Path(output_dir))
     if checkpoint is not None and not resume:
-        raise FileExistsError(f"{output_dir} holds checkpoints of an earlier run ({checkpoint.name}): pass "
-                              "resume=True (CLI: --resume) to continue it, or choose another output_dir")
+        raise FileExistsError(
+            f"{output_dir} holds checkpoints of an earlier run ({checkpoint.name}): pass "
+            "resume=True (CLI: --resume) to continue it, or choose another output_dir"
+        )
 
 
 def latest_checkpoint(out: Path) -> Path | None:

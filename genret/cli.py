@@ -27,19 +27,35 @@ def cmd_index(args: argparse.Namespace) -> int:
     from indexing.tokenizer import load_tokenizer
 
     if args.scheme == "ngram":  # SEAL's identifiers: an n-gram index, not docids
-        docid_only = [f"--{name.replace('_', '-')}" for name in ("seed", "order", "k", "c", "encoder", "max_tokens")
-                      if getattr(args, name) is not None]
+        docid_only = [
+            f"--{name.replace('_', '-')}"
+            for name in ("seed", "order", "k", "c", "encoder", "max_tokens")
+            if getattr(args, name) is not None
+        ]
         if docid_only:
             raise UsageError(f"{', '.join(docid_only)} do not apply to --scheme ngram")
         args.backend = args.backend or "sa"
         return cmd_ngrams(args)
-    ngram_only = [flag for flag, value in (("--backend", args.backend), ("--title-markers", args.title_markers),
-                                           ("--shard-tokens", args.shard_tokens)) if value is not None]
+    ngram_only = [
+        flag
+        for flag, value in (
+            ("--backend", args.backend),
+            ("--title-markers", args.title_markers),
+            ("--shard-tokens", args.shard_tokens),
+        )
+        if value is not None
+    ]
     if ngram_only:
         raise UsageError(f"{', '.join(ngram_only)} only apply to --scheme ngram")
     check_output(args.out, args.overwrite)  # before minutes of building, not after
-    options = {"seed": args.seed, "order": args.order, "k": args.k, "c": args.c,
-               "encoder": args.encoder, "max_tokens": args.max_tokens}
+    options = {
+        "seed": args.seed,
+        "order": args.order,
+        "k": args.k,
+        "c": args.c,
+        "encoder": args.encoder,
+        "max_tokens": args.max_tokens,
+    }
     scheme = make_scheme(args.scheme, **{k: v for k, v in options.items() if v is not None})
     if hasattr(scheme, "progress"):
         scheme.progress = True  # embedding a corpus takes minutes on a CPU: show it
@@ -49,8 +65,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     index = build_index(corpus, scheme, tokenizer, source=str(args.data))
     out = index.save(args.out, overwrite=args.overwrite)
     counts = index.counts()
-    print(f"wrote {out}: {counts['documents']} documents, scheme {args.scheme}, "
-          f"{counts['trie_nodes']} trie nodes, longest id {counts['max_id_length']} tokens")
+    print(
+        f"wrote {out}: {counts['documents']} documents, scheme {args.scheme}, "
+        f"{counts['trie_nodes']} trie nodes, longest id {counts['max_id_length']} tokens"
+    )
     return 0
 
 
@@ -70,11 +88,18 @@ def cmd_ngrams(args: argparse.Namespace) -> int:
         raise UsageError(f"--title-markers: {err}") from None
     corpus = load_corpus(args.data, on_duplicate=args.on_duplicate)
     print(f"loaded {len(corpus)} documents from {args.data}", file=sys.stderr)
-    index = NgramIndex.build(corpus, tokenizer, backend=args.backend, title_markers=markers,
-                             shard_tokens=args.shard_tokens or DEFAULT_SHARD_TOKENS)
+    index = NgramIndex.build(
+        corpus,
+        tokenizer,
+        backend=args.backend,
+        title_markers=markers,
+        shard_tokens=args.shard_tokens or DEFAULT_SHARD_TOKENS,
+    )
     out = index.save(args.out, overwrite=args.overwrite)
-    print(f"wrote {out}: {index.n_docs} documents, {index.n_tokens} tokens, {index.n_shards} shard(s), "
-          f"backend {index.backend}, {index.nbytes() / max(index.n_tokens, 1):.2f} bytes/token")
+    print(
+        f"wrote {out}: {index.n_docs} documents, {index.n_tokens} tokens, {index.n_shards} shard(s), "
+        f"backend {index.backend}, {index.nbytes() / max(index.n_tokens, 1):.2f} bytes/token"
+    )
     return 0
 
 
@@ -86,8 +111,7 @@ def _retriever(args: argparse.Namespace, corpus: object) -> object:
         from genret.retrievers import load_retriever
 
         if args.index is None:
-            raise UsageError(f"--retriever {args.retriever} needs --index DIR (a trained retriever "
-                             f"folder)")
+            raise UsageError(f"--retriever {args.retriever} needs --index DIR (a trained retriever folder)")
         return load_retriever(args.index)
     options = {"stemmer": args.stemmer} if args.retriever == "bm25" else {}
     return build_baseline(args.retriever, corpus, **options)
@@ -99,10 +123,12 @@ def _check_same_corpus(indexed: list[str], corpus_ids: list[str], args: argparse
     foreign = set(indexed).difference(corpus_ids)
     if (unindexed or foreign) and not args.allow_other_corpus:
         example = sorted(unindexed or foreign)[:3]
-        raise UsageError(f"{args.index} indexes another corpus than {args.data}: {len(foreign)} of its "
-                         f"{len(indexed)} documents are not in it and {len(unindexed)} of its {len(corpus_ids)} are "
-                         f"not indexed (e.g. {', '.join(map(repr, example))}); pass --allow-other-corpus to "
-                         f"evaluate anyway")
+        raise UsageError(
+            f"{args.index} indexes another corpus than {args.data}: {len(foreign)} of its "
+            f"{len(indexed)} documents are not in it and {len(unindexed)} of its {len(corpus_ids)} are "
+            f"not indexed (e.g. {', '.join(map(repr, example))}); pass --allow-other-corpus to "
+            f"evaluate anyway"
+        )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -119,8 +145,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _check_same_corpus(retriever.doc_ids, data.corpus["_id"], args)
     run = retriever.search(data.queries, k=args.k)
     metrics = evaluate(run, data.qrels, tuple(args.measures) if args.measures else DEFAULT_MEASURES)
-    print(f"{args.retriever} on {args.data} ({args.split}: {len(data.queries)} queries, "
-          f"{len(data.corpus)} documents)")
+    print(f"{args.retriever} on {args.data} ({args.split}: {len(data.queries)} queries, {len(data.corpus)} documents)")
     print(format_metrics(metrics))
     if args.run:
         args.run.parent.mkdir(parents=True, exist_ok=True)
@@ -138,8 +163,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     results = run_recipe(recipe, resume=args.resume, evaluate_after=args.evaluate_after)
     if not args.evaluate_after:
-        print(f"trained {results['train_steps']} steps (loss {results['final_loss']:.4f}); "
-              f"retriever saved to {results['retriever']}")
+        print(
+            f"trained {results['train_steps']} steps (loss {results['final_loss']:.4f}); "
+            f"retriever saved to {results['retriever']}"
+        )
         return 0
     print(format_results(results))
     print(f"\nresults: {recipe.output_dir}/results.json  retriever: {recipe.output_dir}/retriever")
@@ -157,8 +184,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     blank = [repr(q) for q in args.queries if is_blank(q)]
     if blank:
-        raise UsageError(f"nothing to search in {', '.join(blank)} (empty, or only whitespace and control "
-                         f"characters)")
+        raise UsageError(f"nothing to search in {', '.join(blank)} (empty, or only whitespace and control characters)")
     retriever = load_retriever(args.index)
     docids = getattr(retriever.index, "docids", None)  # DSI: show each document's identifier too
     identifiers = dict(zip(docids.doc_ids, docids.identifiers, strict=True)) if docids is not None else {}
@@ -217,8 +243,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(manifest, indent=2, sort_keys=True))
         return 0
     files = manifest["files"]
-    print(f"{args.path}: {manifest['kind']} (format {manifest['format_version']}, "
-          f"genret {manifest['genret_version']})")
+    print(f"{args.path}: {manifest['kind']} (format {manifest['format_version']}, genret {manifest['genret_version']})")
     for key, value in manifest.get("config", {}).items():
         print(f"  {key}: {json.dumps(value, sort_keys=True)}")
     for key, value in manifest.get("counts", {}).items():
@@ -241,12 +266,31 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from indexing.corpus import CorpusError
     from indexing.docids.base import DocidError
 
-    return (ArtifactError, ConfigError, CorpusError, DocidError, EncoderCacheError, ModelError, TrainingDataError,
-            FileNotFoundError, FileExistsError, UsageError)
+    return (
+        ArtifactError,
+        ConfigError,
+        CorpusError,
+        DocidError,
+        EncoderCacheError,
+        ModelError,
+        TrainingDataError,
+        FileNotFoundError,
+        FileExistsError,
+        UsageError,
+    )
 
 
-HANDLERS = {"index": cmd_index, "ngrams": cmd_ngrams, "evaluate": cmd_evaluate, "inspect": cmd_inspect,
-            "run": cmd_run, "train": cmd_run, "quickstart": cmd_run, "search": cmd_search, "scale": cmd_scale}
+HANDLERS = {
+    "index": cmd_index,
+    "ngrams": cmd_ngrams,
+    "evaluate": cmd_evaluate,
+    "inspect": cmd_inspect,
+    "run": cmd_run,
+    "train": cmd_run,
+    "quickstart": cmd_run,
+    "search": cmd_search,
+    "scale": cmd_scale,
+}
 """Subcommand -> the function that runs it (``genret.cli_parser`` declares their arguments)."""
 
 

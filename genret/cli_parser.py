@@ -23,8 +23,6 @@ why); 3 a check that ran and failed (inspect found a damaged artifact, run --che
 """
 
 
-
-
 def _positive(text: str) -> int:
     """argparse type: an integer >= 1 (a refusal here exits 2 with the option named)."""
     value = _integer(text)
@@ -67,13 +65,26 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
         "identifiers, and write both as one verified artifact folder.",
     )
     p.add_argument("--data", required=True, help="BEIR folder, corpus .jsonl/.tsv/.csv/.parquet, or HF dataset name")
-    p.add_argument("--scheme", required=True,
-                   help="atomic | naive | semantic | title | url, or ngram: every n-gram of the corpus is an "
-                   "identifier (SEAL; the same as `genret ngrams`)")
-    p.add_argument("--backend", choices=["sa", "fm"], default=None,
-                   help="ngram: sa (suffix array, fastest) or fm (compressed FM-index); default sa")
-    p.add_argument("--title-markers", type=_non_negative, nargs=2, metavar=("BEGIN", "END"), default=None,
-                   help="ngram: token ids around each title (the title view; MiniLM: 1 2)")
+    p.add_argument(
+        "--scheme",
+        required=True,
+        help="atomic | naive | semantic | title | url, or ngram: every n-gram of the corpus is an "
+        "identifier (SEAL; the same as `genret ngrams`)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["sa", "fm"],
+        default=None,
+        help="ngram: sa (suffix array, fastest) or fm (compressed FM-index); default sa",
+    )
+    p.add_argument(
+        "--title-markers",
+        type=_non_negative,
+        nargs=2,
+        metavar=("BEGIN", "END"),
+        default=None,
+        help="ngram: token ids around each title (the title view; MiniLM: 1 2)",
+    )
     p.add_argument("--shard-tokens", type=_positive, default=None, help="ngram: most tokens per shard (default 2**30)")
     p.add_argument("--out", required=True, type=Path, help="artifact folder to write")
     p.add_argument(
@@ -101,12 +112,21 @@ def _add_ngrams(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, help="BEIR folder, corpus .jsonl/.tsv/.csv/.parquet, or HF dataset name")
     p.add_argument("--out", required=True, type=Path, help="artifact folder to write")
-    p.add_argument("--backend", choices=["sa", "fm"], default="sa",
-                   help="sa: suffix array (fastest, ~6 bytes/token); fm: compressed FM-index (~2.4 bytes/token)")
+    p.add_argument(
+        "--backend",
+        choices=["sa", "fm"],
+        default="sa",
+        help="sa: suffix array (fastest, ~6 bytes/token); fm: compressed FM-index (~2.4 bytes/token)",
+    )
     p.add_argument("--tokenizer", default="minilm", help="'minilm' (offline default), a local folder or a hub name")
-    p.add_argument("--title-markers", type=_non_negative, nargs=2, metavar=("BEGIN", "END"), default=None,
-                   help="token ids around each title (the title view; MiniLM: 1 2); default: title and text "
-                   "indexed as one text")
+    p.add_argument(
+        "--title-markers",
+        type=_non_negative,
+        nargs=2,
+        metavar=("BEGIN", "END"),
+        default=None,
+        help="token ids around each title (the title view; MiniLM: 1 2); default: title and text indexed as one text",
+    )
     p.add_argument("--shard-tokens", type=_positive, default=None, help="most tokens per shard (default 2**30)")
     p.add_argument("--on-duplicate", choices=["error", "warn"], default="error", help="duplicate document ids")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
@@ -121,18 +141,27 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     from genret.retrievers.baselines import BASELINES
     from genret.systems import SYSTEMS
 
-    p.add_argument("--retriever", choices=[*BASELINES, *SYSTEMS], default=None,
-                   help="which retriever to run (default: the trained one with --index, else bm25)")
+    p.add_argument(
+        "--retriever",
+        choices=[*BASELINES, *SYSTEMS],
+        default=None,
+        help="which retriever to run (default: the trained one with --index, else bm25)",
+    )
     p.add_argument("--index", type=Path, help="a trained retriever folder (genret train / run): evaluates it")
-    p.add_argument("--data", required=True,
-                   help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or 'minicorpus'")
+    p.add_argument(
+        "--data", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or 'minicorpus'"
+    )
     p.add_argument("--split", default="test", help="qrels split (default: test)")
-    p.add_argument("--allow-other-corpus", action="store_true",
-                   help="evaluate an --index built on another corpus than --data (refused by default)")
+    p.add_argument(
+        "--allow-other-corpus",
+        action="store_true",
+        help="evaluate an --index built on another corpus than --data (refused by default)",
+    )
     p.add_argument("--on-duplicate", choices=["error", "warn"], default="error", help="duplicate document ids")
     p.add_argument("--k", type=_positive, default=100, help="documents retrieved per query")
-    p.add_argument("--measures", nargs="+", type=_measure,
-                   help="ir-measures names (default: nDCG@10 R@1 R@10 R@100 RR@10)")
+    p.add_argument(
+        "--measures", nargs="+", type=_measure, help="ir-measures names (default: nDCG@10 R@1 R@10 R@100 RR@10)"
+    )
     p.add_argument("--stemmer", default=None, help="bm25: stemmer language, e.g. 'english' (needs PyStemmer)")
     p.add_argument("--run", type=Path, help="also write the run as a TREC file")
     p.add_argument("--json", type=Path, help="also write the metrics as JSON")
@@ -150,11 +179,17 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 
 def _add_recipe_commands(sub: argparse._SubParsersAction) -> None:
     for name, help_, desc in [
-        ("run", "index -> train -> evaluate a recipe, writing a result folder",
-         "Run a recipe end to end: build the docid index, train the model, save the retriever, and evaluate "
-         "it beside the baselines on the same queries. Writes OUTPUT_DIR/{retriever,train,runs,results.json}."),
-        ("train", "index + train a recipe and save the retriever (no final evaluation)",
-         "Build the docid index and train the model of a recipe; saves OUTPUT_DIR/retriever."),
+        (
+            "run",
+            "index -> train -> evaluate a recipe, writing a result folder",
+            "Run a recipe end to end: build the docid index, train the model, save the retriever, and evaluate "
+            "it beside the baselines on the same queries. Writes OUTPUT_DIR/{retriever,train,runs,results.json}.",
+        ),
+        (
+            "train",
+            "index + train a recipe and save the retriever (no final evaluation)",
+            "Build the docid index and train the model of a recipe; saves OUTPUT_DIR/retriever.",
+        ),
     ]:
         p = sub.add_parser(name, help=help_, description=desc)
         p.add_argument("recipe", help="recipe YAML file, or the name of a packaged recipe (quickstart, dsi-scifact)")
@@ -162,20 +197,29 @@ def _add_recipe_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--resume", action="store_true", help="continue from the latest training checkpoint")
         p.add_argument("--check", action="store_true", help="fail if metrics miss the recipe's `expected`")
         p.set_defaults(evaluate_after=name == "run")
-    p = sub.add_parser("quickstart", help="train and evaluate a small index of the embedded corpus (minutes, CPU)",
-                       description="Runs the packaged quickstart recipe on the embedded minicorpus.")
+    p = sub.add_parser(
+        "quickstart",
+        help="train and evaluate a small index of the embedded corpus (minutes, CPU)",
+        description="Runs the packaged quickstart recipe on the embedded minicorpus.",
+    )
     p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. output_dir=runs/qs")
     p.add_argument("--resume", action="store_true", help="continue from the latest training checkpoint")
     p.add_argument("--check", action="store_true", help="fail if metrics miss the recipe's `expected`")
     p.set_defaults(recipe="quickstart", evaluate_after=True)
 
-    p = sub.add_parser("search", help="search a trained retriever with a query",
-                       description="Print the top-k documents a trained retriever generates for each query.")
+    p = sub.add_parser(
+        "search",
+        help="search a trained retriever with a query",
+        description="Print the top-k documents a trained retriever generates for each query.",
+    )
     p.add_argument("--index", type=Path, required=True, help="trained retriever folder")
     p.add_argument("queries", nargs="+", help="query text(s)")
     p.add_argument("-k", type=_positive, default=10, help="documents per query")
-    p.add_argument("--data", help="the corpus, to show each hit's title or first words (default: the corpus the "
-                                  "folder was built from, where it records one and it is still there)")
+    p.add_argument(
+        "--data",
+        help="the corpus, to show each hit's title or first words (default: the corpus the "
+        "folder was built from, where it records one and it is still there)",
+    )
 
 
 def _add_scale(sub: argparse._SubParsersAction) -> None:

@@ -45,8 +45,10 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = F
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice in one mapping "
-                              f"(first on line {seen[key] + 1})")
+            raise ConfigError(
+                f"line {key_node.start_mark.line + 1}: key {key!r} is given twice in one mapping "
+                f"(first on line {seen[key] + 1})"
+            )
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
@@ -138,8 +140,10 @@ def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{path}." if path else ""
-        raise ConfigError(f"unknown key(s) {', '.join(where + k for k in unknown)}; "
-                          f"valid keys{' under ' + path if path else ''}: {', '.join(fields)}")
+        raise ConfigError(
+            f"unknown key(s) {', '.join(where + k for k in unknown)}; "
+            f"valid keys{' under ' + path if path else ''}: {', '.join(fields)}"
+        )
     kwargs = {name: _convert(value, hints[name], f"{path}.{name}" if path else name) for name, value in data.items()}
     try:
         return cls(**kwargs)

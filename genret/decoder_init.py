@@ -54,12 +54,16 @@ def init_decoder_as_mean_pooling(model: PreTrainedModel, token_weight: float = 1
     decoder = model.decoder if isinstance(model, EncoderDecoderModel) else None
     bert = getattr(decoder, "bert", None)
     if bert is None or not getattr(decoder.config, "add_cross_attention", False):
-        raise ModelError(f"init_decoder: mean-pooling needs a bert2bert encoder-decoder (name_or_path minilm or "
-                         f"bert), not {type(model).__name__}")
+        raise ModelError(
+            f"init_decoder: mean-pooling needs a bert2bert encoder-decoder (name_or_path minilm or "
+            f"bert), not {type(model).__name__}"
+        )
     width = decoder.config.hidden_size
     if width != model.encoder.config.hidden_size:
-        raise ModelError(f"init_decoder: mean-pooling needs the decoder as wide as the encoder "
-                         f"({width} != {model.encoder.config.hidden_size}): the pooled states pass through as they are")
+        raise ModelError(
+            f"init_decoder: mean-pooling needs the decoder as wide as the encoder "
+            f"({width} != {model.encoder.config.hidden_size}): the pooled states pass through as they are"
+        )
     eye = torch.eye(width)
 
     def set_linear(layer: torch.nn.Linear, weight: torch.Tensor | float) -> None:

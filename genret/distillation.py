@@ -59,8 +59,9 @@ def fuse_runs(runs: Sequence[dict[str, dict[str, float]]], depth: int) -> dict[s
             scores = fused.setdefault(qid, {})
             for rank, doc in enumerate(sorted(docs, key=lambda d: (-docs[d], d)), start=1):
                 scores[doc] = scores.get(doc, 0.0) + 1.0 / (RRF_K + rank)
-    return {qid: dict(sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:depth])
-            for qid, scores in fused.items()}
+    return {
+        qid: dict(sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:depth]) for qid, scores in fused.items()
+    }
 
 
 def teacher_probabilities(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -72,8 +73,9 @@ def teacher_probabilities(scores: np.ndarray, temperature: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-def draw_teacher_documents(ranked: dict[str, float], samples: int, temperature: float,
-                           rng: np.random.Generator) -> list[str]:
+def draw_teacher_documents(
+    ranked: dict[str, float], samples: int, temperature: float, rng: np.random.Generator
+) -> list[str]:
     """``samples`` documents drawn with replacement from a teacher's ranking ``{doc_id: score}`` with the
     probabilities of :func:`teacher_probabilities` (none from an empty ranking)."""
     if not ranked:
@@ -83,17 +85,27 @@ def draw_teacher_documents(ranked: dict[str, float], samples: int, temperature: 
     return [docs[j] for j in rng.choice(len(docs), size=samples, replace=True, p=p).tolist()]
 
 
-def pseudo_query_judgments(corpus: Any, generator: Any, per_doc: int, *, teacher: str | None = None,
-                           depth: int = 10, samples: int = 2, temperature: float = 0.1,
-                           seed: int = 0) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+def pseudo_query_judgments(
+    corpus: Any,
+    generator: Any,
+    per_doc: int,
+    *,
+    teacher: str | None = None,
+    depth: int = 10,
+    samples: int = 2,
+    temperature: float = 0.1,
+    seed: int = 0,
+) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
     """Training queries and judgments made from the corpus alone, for a system that learns from judgments (SEAL's
     query -> spans of each relevant passage): ``per_doc`` pseudo-queries of every non-empty document (``generator``:
     a :func:`genret.pseudo_queries.make_generator` spec or generator; query ids ``pq-{row}-{j}``), each judged
     relevant (grade 1) to its own document and, with a ``teacher``, to the distinct documents among ``samples``
     draws from the teacher's top ``depth`` (as :func:`distill_pairs` draws). Deterministic for ``seed``."""
     if per_doc < 1 or depth < 1 or samples < 1 or temperature <= 0:
-        raise ValueError(f"per_doc, depth and samples must be >= 1 and temperature > 0; got {per_doc}, {depth}, "
-                         f"{samples}, {temperature}")
+        raise ValueError(
+            f"per_doc, depth and samples must be >= 1 and temperature > 0; got {per_doc}, {depth}, "
+            f"{samples}, {temperature}"
+        )
     doc_ids = [str(d) for d in column(corpus, "_id")]
     sources, rows = pseudo_query_examples(make_generator(generator), document_texts(corpus), per_doc, seed)
     queries: dict[str, str] = {}
@@ -112,14 +124,22 @@ def pseudo_query_judgments(corpus: Any, generator: Any, per_doc: int, *, teacher
     return queries, qrels
 
 
-def distill_pairs(pairs: datasets.Dataset, corpus: Any, docids: Docids, *, teacher: str = "dense", depth: int = 10,
-                  samples: int = 4, temperature: float = 0.1, tasks: Sequence[str] = ("pseudo_query",),
-                  seed: int = 0) -> datasets.Dataset:
+def distill_pairs(
+    pairs: datasets.Dataset,
+    corpus: Any,
+    docids: Docids,
+    *,
+    teacher: str = "dense",
+    depth: int = 10,
+    samples: int = 4,
+    temperature: float = 0.1,
+    tasks: Sequence[str] = ("pseudo_query",),
+    seed: int = 0,
+) -> datasets.Dataset:
     """``pairs`` plus ``samples`` teacher-labelled rows per distinct source of the ``tasks`` rows (see the module
     docstring), shuffled with ``seed``."""
     if depth < 1 or samples < 1 or temperature <= 0:
-        raise ValueError(f"depth and samples must be >= 1 and temperature > 0; got {depth}, {samples}, "
-                         f"{temperature}")
+        raise ValueError(f"depth and samples must be >= 1 and temperature > 0; got {depth}, {samples}, {temperature}")
     chosen = set(tasks)
     sources = list(dict.fromkeys(s for s, t in zip(pairs["source"], pairs["task"], strict=True) if t in chosen))
     if not sources:
@@ -135,9 +155,16 @@ def distill_pairs(pairs: datasets.Dataset, corpus: Any, docids: Docids, *, teach
             new_docs.append(row_of[doc])
     targets = [docids.tokens(d).tolist() + [docids.eos_token_id] for d in new_docs]
     with _quiet_datasets():
-        extra = datasets.Dataset.from_dict({
-            "source": new_sources, "target": [docids.identifiers[d] for d in new_docs], "target_ids": targets,
-            "task": [TASK] * len(new_docs), "doc": new_docs}, features=pairs.features)
+        extra = datasets.Dataset.from_dict(
+            {
+                "source": new_sources,
+                "target": [docids.identifiers[d] for d in new_docs],
+                "target_ids": targets,
+                "task": [TASK] * len(new_docs),
+                "doc": new_docs,
+            },
+            features=pairs.features,
+        )
         return datasets.concatenate_datasets([pairs, extra]).shuffle(seed=seed).flatten_indices()
 
 

@@ -26,8 +26,9 @@ def token_centroids(docids: Docids, embeddings: np.ndarray) -> np.ndarray:
     (a document counted once per token however often it holds it; a token no document holds: zeros)."""
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if embeddings.ndim != 2 or len(embeddings) != len(docids):
-        raise ValueError(f"embeddings must have shape ({len(docids)}, d) for {len(docids)} documents, "
-                         f"got {embeddings.shape}")
+        raise ValueError(
+            f"embeddings must have shape ({len(docids)}, d) for {len(docids)} documents, got {embeddings.shape}"
+        )
     base, n_new = docids.base_vocab_size, len(docids.new_tokens)
     rows = np.repeat(np.arange(len(docids)), np.diff(docids.offsets))
     tokens = docids.values.astype(np.int64) - base
@@ -54,8 +55,10 @@ def init_docid_rows(model: PreTrainedModel, docids: Docids, embeddings: np.ndarr
     """Set the decoder's new-token rows (input embeddings and output layer, tied or not) to the unit-length
     centroids of :func:`token_centroids`, projected to the decoder's width; their output biases to 0."""
     if not docids.new_tokens:
-        raise ValueError(f"docids of scheme {docids.scheme.get('name')!r} add no tokens: nothing to initialise "
-                         f"(their tokens are the tokenizer's own)")
+        raise ValueError(
+            f"docids of scheme {docids.scheme.get('name')!r} add no tokens: nothing to initialise "
+            f"(their tokens are the tokenizer's own)"
+        )
     inp = model.get_decoder().get_input_embeddings()
     out = model.get_output_embeddings()
     width = inp.weight.shape[1]
@@ -75,8 +78,9 @@ def freeze_docid_rows(model: PreTrainedModel) -> int:
     against fixed document vectors) instead of moving the rows; Adam moves every row of a softmax output layer
     at every step, by about the learning rate, which erases a 384-dimensional unit vector (entries ~0.05) within
     a few hundred steps. The output biases stay trainable. Returns the number of parameters frozen."""
-    weights = {id(w): w for w in (model.get_decoder().get_input_embeddings().weight,
-                                  model.get_output_embeddings().weight)}
+    weights = {
+        id(w): w for w in (model.get_decoder().get_input_embeddings().weight, model.get_output_embeddings().weight)
+    }
     for weight in weights.values():
         weight.requires_grad_(False)
     return sum(w.numel() for w in weights.values())

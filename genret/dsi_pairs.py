@@ -61,18 +61,27 @@ from indexing.columns import document_texts
 from indexing.docids.base import Docids, doc_ids_of
 from indexing.qrels import examples, warn
 
-__all__ = ["FEATURES", "INDEX_VIEWS", "TASKS", "Seq2SeqCollator", "TrainingDataError", "build_training_pairs",
-           "document_texts"]
+__all__ = [
+    "FEATURES",
+    "INDEX_VIEWS",
+    "TASKS",
+    "Seq2SeqCollator",
+    "TrainingDataError",
+    "build_training_pairs",
+    "document_texts",
+]
 
 TASKS = ("indexing", "retrieval", "pseudo_query")
 INDEX_VIEWS = ("text", "chunks")
-FEATURES = datasets.Features({
-    "source": datasets.Value("string"),
-    "target": datasets.Value("string"),
-    "target_ids": datasets.List(datasets.Value("int32")),
-    "task": datasets.Value("string"),
-    "doc": datasets.Value("int64"),
-})
+FEATURES = datasets.Features(
+    {
+        "source": datasets.Value("string"),
+        "target": datasets.Value("string"),
+        "target_ids": datasets.List(datasets.Value("int32")),
+        "task": datasets.Value("string"),
+        "doc": datasets.Value("int64"),
+    }
+)
 # Independent random streams, so that e.g. adding spans does not change the task-weight sample.
 _SPANS, _WEIGHTS, _SHUFFLE = 0, 1, 2
 
@@ -86,16 +95,26 @@ def _check_alignment(corpus: Any, docids: Docids) -> None:
     if docids.doc_ids == doc_ids:
         return
     if len(docids.doc_ids) != len(doc_ids):
-        raise TrainingDataError(f"the docids cover {len(docids.doc_ids)} documents but the corpus has {len(doc_ids)}; "
-                                f"assign docids to this corpus (scheme.assign(corpus))")
+        raise TrainingDataError(
+            f"the docids cover {len(docids.doc_ids)} documents but the corpus has {len(doc_ids)}; "
+            f"assign docids to this corpus (scheme.assign(corpus))"
+        )
     row = next(i for i, (a, b) in enumerate(zip(docids.doc_ids, doc_ids, strict=True)) if a != b)
-    raise TrainingDataError(f"the docids and the corpus disagree at row {row}: docids have {docids.doc_ids[row]!r}, "
-                            f"the corpus has {doc_ids[row]!r}; docids must list the corpus's documents in "
-                            f"corpus order (assign them to this corpus)")
+    raise TrainingDataError(
+        f"the docids and the corpus disagree at row {row}: docids have {docids.doc_ids[row]!r}, "
+        f"the corpus has {doc_ids[row]!r}; docids must list the corpus's documents in "
+        f"corpus order (assign them to this corpus)"
+    )
 
 
-def _check_options(index_views: Iterable[str], spans_per_doc: int, span_words: Sequence[int], chunk_words: int,
-                   queries_per_doc: int, task_weights: Mapping[str, float] | None) -> tuple[str, ...]:
+def _check_options(
+    index_views: Iterable[str],
+    spans_per_doc: int,
+    span_words: Sequence[int],
+    chunk_words: int,
+    queries_per_doc: int,
+    task_weights: Mapping[str, float] | None,
+) -> tuple[str, ...]:
     if isinstance(index_views, str):
         index_views = (index_views,)
     views = tuple(index_views)
@@ -120,15 +139,20 @@ def _check_options(index_views: Iterable[str], spans_per_doc: int, span_words: S
     return views
 
 
-def _indexing_examples(documents: list[str], views: tuple[str, ...], spans_per_doc: int,
-                       span_words: Sequence[int], chunk_words: int, seed: int,
-                       progress: bool) -> tuple[list[str], list[int]]:
+def _indexing_examples(
+    documents: list[str],
+    views: tuple[str, ...],
+    spans_per_doc: int,
+    span_words: Sequence[int],
+    chunk_words: int,
+    seed: int,
+    progress: bool,
+) -> tuple[list[str], list[int]]:
     sources: list[str] = []
     docs: list[int] = []
     need_words = "chunks" in views or spans_per_doc > 0
     words = [d.split() for d in documents] if need_words else []
-    bar = tqdm(range(len(documents)), desc="indexing examples", unit="doc", disable=not progress,
-               mininterval=1.0)
+    bar = tqdm(range(len(documents)), desc="indexing examples", unit="doc", disable=not progress, mininterval=1.0)
     for i in bar:
         if "text" in views and documents[i]:
             sources.append(documents[i])
@@ -147,39 +171,44 @@ def _indexing_examples(documents: list[str], views: tuple[str, ...], spans_per_d
     return sources, docs
 
 
-def _retrieval_examples(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
-                        doc_ids: list[str]) -> tuple[list[str], list[int]]:
+def _retrieval_examples(
+    queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], doc_ids: list[str]
+) -> tuple[list[str], list[int]]:
     row_of = {d: i for i, d in enumerate(doc_ids)}
     relevant = [(qid, did) for qid, judged in qrels.items() for did, rel in judged.items() if rel > 0]
     no_doc = [(qid, did) for qid, did in relevant if did not in row_of]
     no_query = sorted({qid for qid, _ in relevant if qid not in queries})
     problems = []
     if no_doc:
-        problems.append(f"{len(no_doc)} relevant judgments point at documents without a docid (not in the corpus): "
-                        f"{examples((f'{q!r} -> {d!r}' for q, d in no_doc), len(no_doc))}")
+        problems.append(
+            f"{len(no_doc)} relevant judgments point at documents without a docid (not in the corpus): "
+            f"{examples((f'{q!r} -> {d!r}' for q, d in no_doc), len(no_doc))}"
+        )
     if no_query:
-        problems.append(f"{len(no_query)} judged queries have no text in queries: "
-                        f"{examples(map(repr, no_query), len(no_query))}")
+        problems.append(
+            f"{len(no_query)} judged queries have no text in queries: {examples(map(repr, no_query), len(no_query))}"
+        )
     if problems:
         raise TrainingDataError("; ".join(problems) + "; filter the qrels to the corpus and queries first")
     return [queries[qid] for qid, _ in relevant], [row_of[did] for _, did in relevant]
 
 
-def pseudo_query_examples(generator: PseudoQueryGenerator, documents: list[str], n: int,
-                          seed: int) -> tuple[list[str], list[int]]:
+def pseudo_query_examples(
+    generator: PseudoQueryGenerator, documents: list[str], n: int, seed: int
+) -> tuple[list[str], list[int]]:
     """``n`` pseudo-queries of every non-empty document (its row beside each), checked for the count the
     generator promised: the one place both DSI's pairs and SEAL's pseudo-query judgments draw them from."""
     rows = [i for i, d in enumerate(documents) if d]
     generated = generator([documents[i] for i in rows], n, seed)
     if len(generated) != len(rows):
-        raise TrainingDataError(f"the pseudo-query generator returned {len(generated)} lists for {len(rows)} "
-                                f"documents")
+        raise TrainingDataError(f"the pseudo-query generator returned {len(generated)} lists for {len(rows)} documents")
     sources: list[str] = []
     docs: list[int] = []
     for i, doc_queries in zip(rows, generated, strict=True):
         if len(doc_queries) != n:
-            raise TrainingDataError(f"the pseudo-query generator returned {len(doc_queries)} queries for document "
-                                    f"row {i}; expected {n}")
+            raise TrainingDataError(
+                f"the pseudo-query generator returned {len(doc_queries)} queries for document row {i}; expected {n}"
+            )
         sources.extend(doc_queries)
         docs.extend([i] * n)
     return sources, docs
@@ -235,13 +264,17 @@ def build_training_pairs(
     documents = document_texts(corpus)
     empty = [i for i, d in enumerate(documents) if not d]
     if empty and (views or spans_per_doc or queries_per_doc):
-        warn(f"{len(empty)} empty documents (no title, no text) get no indexing or pseudo-query examples: "
-             f"{examples((repr(docids.doc_ids[i]) for i in empty[:6]), len(empty))}", stacklevel=2)
+        warn(
+            f"{len(empty)} empty documents (no title, no text) get no indexing or pseudo-query examples: "
+            f"{examples((repr(docids.doc_ids[i]) for i in empty[:6]), len(empty))}",
+            stacklevel=2,
+        )
 
     per_task: dict[str, tuple[list[str], list[int]]] = {}
     if views or spans_per_doc:
-        per_task["indexing"] = _indexing_examples(documents, views, spans_per_doc, span_words, chunk_words, seed,
-                                                  progress)
+        per_task["indexing"] = _indexing_examples(
+            documents, views, spans_per_doc, span_words, chunk_words, seed, progress
+        )
     if qrels is not None and queries is not None:
         per_task["retrieval"] = _retrieval_examples(queries, qrels, docids.doc_ids)
     if queries_per_doc:
@@ -277,15 +310,18 @@ def build_training_pairs(
 
     identifiers, token_ids = _target_arrays(docids)
     take = pa.array(doc[order], pa.int64())
-    table = pa.table({
-        "source": pa.array([sources_all[j] for j in order.tolist()], pa.string()),
-        "target": identifiers.take(take),
-        "target_ids": token_ids.take(take),
-        "task": pa.array(TASKS, pa.string()).take(pa.array(task_code[order], pa.int64())),
-        "doc": take,
-    })
-    return datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=FEATURES),
-                            fingerprint=generate_random_fingerprint())
+    table = pa.table(
+        {
+            "source": pa.array([sources_all[j] for j in order.tolist()], pa.string()),
+            "target": identifiers.take(take),
+            "target_ids": token_ids.take(take),
+            "task": pa.array(TASKS, pa.string()).take(pa.array(task_code[order], pa.int64())),
+            "doc": take,
+        }
+    )
+    return datasets.Dataset(
+        InMemoryTable(table), info=datasets.DatasetInfo(features=FEATURES), fingerprint=generate_random_fingerprint()
+    )
 
 
 @dataclass
@@ -308,10 +344,14 @@ class Seq2SeqCollator:
             sources, targets = list(rows["source"]), list(rows["target_ids"])
         else:
             sources, targets = [r["source"] for r in rows], [r["target_ids"] for r in rows]
-        enc = self.tokenizer(sources, truncation=True, max_length=self.max_source_length, padding="longest",
-                             return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                "labels": pad_labels(targets, self.label_pad_id)}
+        enc = self.tokenizer(
+            sources, truncation=True, max_length=self.max_source_length, padding="longest", return_tensors="pt"
+        )
+        return {
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+            "labels": pad_labels(targets, self.label_pad_id),
+        }
 
 
 def pad_labels(targets: Sequence[Sequence[int]], pad_id: int = -100) -> torch.Tensor:

@@ -86,8 +86,13 @@ def cache_key(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int,
     """What the cached states depend on, hashed: encoder weights, tokenizer, max_length, dtype and the texts."""
     digest = hashlib.sha256()
     vocab = json.dumps(sorted(tokenizer.get_vocab().items())) if hasattr(tokenizer, "get_vocab") else ""
-    head = {"encoder": _weights_digest(model.get_encoder()), "tokenizer": type(tokenizer).__name__,
-            "vocab": hashlib.sha256(vocab.encode()).hexdigest(), "max_length": max_length, "dtype": dtype}
+    head = {
+        "encoder": _weights_digest(model.get_encoder()),
+        "tokenizer": type(tokenizer).__name__,
+        "vocab": hashlib.sha256(vocab.encode()).hexdigest(),
+        "max_length": max_length,
+        "dtype": dtype,
+    }
     digest.update(json.dumps(head, sort_keys=True).encode())
     for text in texts:
         digest.update(text.encode("utf-8", "surrogatepass"))
@@ -141,15 +146,34 @@ class EncoderStateCache:
         path = Path(folder)
         manifest = read_manifest(path, kind=KIND, verify=verify)
         if key is not None and manifest["config"].get("key") != key:
-            raise ArtifactError(f"{path}: an encoder cache of other inputs (encoder weights, tokenizer, texts or "
-                                f"max_length differ); delete it to rebuild")
-        return cls(path, load_json(path, "texts.json"), load_npy(path, "offsets.npy"),
-                   load_npy(path, "states.npy", mmap=True), manifest["config"]["key"])
+            raise ArtifactError(
+                f"{path}: an encoder cache of other inputs (encoder weights, tokenizer, texts or "
+                f"max_length differ); delete it to rebuild"
+            )
+        return cls(
+            path,
+            load_json(path, "texts.json"),
+            load_npy(path, "offsets.npy"),
+            load_npy(path, "states.npy", mmap=True),
+            manifest["config"]["key"],
+        )
 
     @classmethod
-    def build(cls, model: Any, tokenizer: Any, texts: Sequence[str], folder: str | Path, *, max_length: int = 64,
-              dtype: str = "float16", max_bytes: int = 16 << 30, batch_size: int = 64, device: str | None = None,
-              progress: bool = True, wait_s: float = 6 * 3600) -> EncoderStateCache:
+    def build(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        texts: Sequence[str],
+        folder: str | Path,
+        *,
+        max_length: int = 64,
+        dtype: str = "float16",
+        max_bytes: int = 16 << 30,
+        batch_size: int = 64,
+        device: str | None = None,
+        progress: bool = True,
+        wait_s: float = 6 * 3600,
+    ) -> EncoderStateCache:
         """The cache of the distinct ``texts`` (first-seen order), reused from ``folder`` when its key matches,
         else encoded and written there. Under ``accelerate launch`` only the process of rank 0 writes it; the others
         wait (at most ``wait_s``) until it is in place and read it."""
@@ -165,8 +189,7 @@ class EncoderStateCache:
             logger.info("reusing the encoder cache %s (%d texts)", path, len(cache))
             return cache
         except ArtifactError:
-            _write(model, tokenizer, distinct, path, key, max_length, dtype, max_bytes, batch_size, device,
-                   progress)
+            _write(model, tokenizer, distinct, path, key, max_length, dtype, max_bytes, batch_size, device, progress)
         return cls.load(path, key, verify=False)  # just written and checksummed: hashing it again buys nothing
 
 
@@ -179,13 +202,25 @@ def _wait_for(cls: type[EncoderStateCache], path: Path, key: str, wait_s: float)
             return cls.load(path, key)
         except ArtifactError:
             if time.monotonic() > deadline:
-                raise EncoderCacheError(f"waited {wait_s:.0f} s for the main process to write the encoder cache "
-                                        f"{path}; did it fail?") from None
+                raise EncoderCacheError(
+                    f"waited {wait_s:.0f} s for the main process to write the encoder cache {path}; did it fail?"
+                ) from None
             time.sleep(1.0)
 
 
-def _write(model: Any, tokenizer: Any, texts: list[str], path: Path, key: str, max_length: int, dtype: str,
-           max_bytes: int, batch_size: int, device: str | None, progress: bool) -> None:
+def _write(
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    path: Path,
+    key: str,
+    max_length: int,
+    dtype: str,
+    max_bytes: int,
+    batch_size: int,
+    device: str | None,
+    progress: bool,
+) -> None:
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -198,7 +233,8 @@ def _write(model: Any, tokenizer: Any, texts: list[str], path: Path, key: str, m
         raise EncoderCacheError(
             f"the encoder cache would take {size / 2**30:.2f} GiB ({len(texts)} distinct sources, {offsets[-1]} "
             f"tokens x {hidden} x {dtype}), over its bound of {max_bytes / 2**30:.2f} GiB: raise "
-            f"model.encoder_cache_gb, or shrink pairs.max_source_length or the number of distinct sources")
+            f"model.encoder_cache_gb, or shrink pairs.max_source_length or the number of distinct sources"
+        )
     encoder = model.get_encoder()
     home = next(encoder.parameters()).device
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -207,15 +243,19 @@ def _write(model: Any, tokenizer: Any, texts: list[str], path: Path, key: str, m
     order = np.argsort(-lengths, kind="stable")  # longest first: batches pad little
 
     def write_files(tmp: Path) -> None:
-        states = np.lib.format.open_memmap(tmp / "states.npy", mode="w+", dtype=_STORE[dtype],
-                                           shape=(int(offsets[-1]), hidden))
-        with torch.inference_mode(), tqdm(total=len(texts), desc="encoder cache", unit="text",
-                                          disable=not progress, mininterval=1.0) as bar:
+        states = np.lib.format.open_memmap(
+            tmp / "states.npy", mode="w+", dtype=_STORE[dtype], shape=(int(offsets[-1]), hidden)
+        )
+        with (
+            torch.inference_mode(),
+            tqdm(total=len(texts), desc="encoder cache", unit="text", disable=not progress, mininterval=1.0) as bar,
+        ):
             for begin in range(0, len(texts), batch_size):
                 rows = order[begin : begin + batch_size]
                 batch = tokenizer.pad({"input_ids": [enc["input_ids"][r] for r in rows]}, return_tensors="pt")
-                out = encoder(input_ids=batch["input_ids"].to(target),
-                              attention_mask=batch["attention_mask"].to(target)).last_hidden_state
+                out = encoder(
+                    input_ids=batch["input_ids"].to(target), attention_mask=batch["attention_mask"].to(target)
+                ).last_hidden_state
                 out = out.float().cpu().numpy()
                 for j, r in enumerate(rows.tolist()):
                     states[offsets[r] : offsets[r + 1]] = out[j, : lengths[r]]
@@ -226,14 +266,26 @@ def _write(model: Any, tokenizer: Any, texts: list[str], path: Path, key: str, m
         save_json(tmp, "texts.json", texts)
 
     try:
-        config = {"key": key, "max_length": max_length, "dtype": dtype, "hidden": hidden, "texts": len(texts),
-                  "tokens": int(offsets[-1]), "bytes": size}
+        config = {
+            "key": key,
+            "max_length": max_length,
+            "dtype": dtype,
+            "hidden": hidden,
+            "texts": len(texts),
+            "tokens": int(offsets[-1]),
+            "bytes": size,
+        }
         write_artifact(path, KIND, write_files, config=config, counts={"texts": len(texts)}, overwrite=True)
     finally:
         encoder.to(home)
         encoder.train(was_training)
-    logger.info("encoder cache: %d texts, %d tokens, %.2f GiB in %.0f s", len(texts), offsets[-1], size / 2**30,
-                time.perf_counter() - start)
+    logger.info(
+        "encoder cache: %d texts, %d tokens, %.2f GiB in %.0f s",
+        len(texts),
+        offsets[-1],
+        size / 2**30,
+        time.perf_counter() - start,
+    )
 
 
 class CachedPairs(torch.utils.data.Dataset):
@@ -282,8 +334,17 @@ class TrainingInputs(NamedTuple):
     """Each row's source length in tokens, for batches of similar length."""
 
 
-def training_inputs(model: Any, hf_tokenizer: Any, pairs: Any, *, freeze: bool, max_source_length: int,
-                    cache_dir: str | Path, max_gb: float = 16.0, progress: bool = True) -> TrainingInputs:
+def training_inputs(
+    model: Any,
+    hf_tokenizer: Any,
+    pairs: Any,
+    *,
+    freeze: bool,
+    max_source_length: int,
+    cache_dir: str | Path,
+    max_gb: float = 16.0,
+    progress: bool = True,
+) -> TrainingInputs:
     """The pairs and a tokenizing collator, or with ``freeze`` the encoder frozen and the pairs read from its
     state cache in ``cache_dir``; with each row's source length."""
     from genret.dsi_pairs import Seq2SeqCollator
@@ -293,9 +354,21 @@ def training_inputs(model: Any, hf_tokenizer: Any, pairs: Any, *, freeze: bool, 
         lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(pairs))
         return TrainingInputs(pairs, Seq2SeqCollator(hf_tokenizer, max_source_length), lengths)
     frozen = freeze_encoder(model)
-    cache = EncoderStateCache.build(model, hf_tokenizer, pairs["source"], cache_dir, max_length=max_source_length,
-                                    max_bytes=int(max_gb * 2**30), progress=progress)
-    logger.info("frozen encoder: %d parameters frozen, %d trained; cache of %d texts, %.2f GiB", frozen,
-                trainable_parameters(model), len(cache), cache.nbytes / 2**30)
+    cache = EncoderStateCache.build(
+        model,
+        hf_tokenizer,
+        pairs["source"],
+        cache_dir,
+        max_length=max_source_length,
+        max_bytes=int(max_gb * 2**30),
+        progress=progress,
+    )
+    logger.info(
+        "frozen encoder: %d parameters frozen, %d trained; cache of %d texts, %.2f GiB",
+        frozen,
+        trainable_parameters(model),
+        len(cache),
+        cache.nbytes / 2**30,
+    )
     dataset = CachedPairs(pairs, cache)
     return TrainingInputs(dataset, CachedStatesCollator(cache), dataset.lengths)

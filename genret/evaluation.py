@@ -48,8 +48,10 @@ def parse_measures(measures: Iterable[MeasureLike]) -> list[tuple[str, Any]]:
             try:
                 parsed.append((measure, ir_measures.parse_measure(measure)))
             except (NameError, ValueError, TypeError, SyntaxError) as err:
-                raise ValueError(f"unknown measure {measure!r} (ir-measures names such as 'nDCG@10', "
-                                 f"'R@100', 'RR@10', 'AP', 'P@5'): {err}") from None
+                raise ValueError(
+                    f"unknown measure {measure!r} (ir-measures names such as 'nDCG@10', "
+                    f"'R@100', 'RR@10', 'AP', 'P@5'): {err}"
+                ) from None
         else:
             parsed.append((str(measure), measure))
     if not parsed:
@@ -57,12 +59,12 @@ def parse_measures(measures: Iterable[MeasureLike]) -> list[tuple[str, Any]]:
     return parsed
 
 
-def _per_query(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]],
-               parsed: list[tuple[str, Any]]) -> dict[str, dict[str, float]]:
+def _per_query(
+    run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]], parsed: list[tuple[str, Any]]
+) -> dict[str, dict[str, float]]:
     # Only non-empty entries for judged queries go to ir-measures: some providers divide by the
     # number of retrieved documents, and queries without judgments are not evaluated anyway.
-    clean_run = {qid: {d: float(s) for d, s in docs.items()} for qid, docs in run.items()
-                 if qid in qrels and docs}
+    clean_run = {qid: {d: float(s) for d, s in docs.items()} for qid, docs in run.items() if qid in qrels and docs}
     clean_qrels = {qid: {d: int(r) for d, r in docs.items()} for qid, docs in qrels.items()}
     unique = list(dict.fromkeys(m for _, m in parsed))
     values: dict[str, dict[Any, float]] = {qid: {} for qid in clean_qrels}
@@ -73,8 +75,7 @@ def _per_query(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mappi
     # Queries the run misses (or answers with nothing) count with the measure's default (0),
     # whatever the installed ir-measures version does with them.
     return {
-        qid: {name: got.get(measure, float(measure.DEFAULT)) for name, measure in parsed}
-        for qid, got in values.items()
+        qid: {name: got.get(measure, float(measure.DEFAULT)) for name, measure in parsed} for qid, got in values.items()
     }
 
 
@@ -173,5 +174,7 @@ class RetrievalEvaluator:
         return _aggregate(_per_query(self.run, self.qrels, self._parsed), self._parsed)
 
     def __repr__(self) -> str:
-        return (f"RetrievalEvaluator({len(self.queries)} queries, measures={list(self.measures)}, "
-                f"k={self.k}, primary_metric={self.primary_metric!r})")
+        return (
+            f"RetrievalEvaluator({len(self.queries)} queries, measures={list(self.measures)}, "
+            f"k={self.k}, primary_metric={self.primary_metric!r})"
+        )

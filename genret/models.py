@@ -125,8 +125,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.init_decoder not in (None, *DECODER_INITS):
-            raise ValueError(f"init_decoder must be one of {', '.join(DECODER_INITS)} or null, "
-                             f"got {self.init_decoder!r}")
+            raise ValueError(
+                f"init_decoder must be one of {', '.join(DECODER_INITS)} or null, got {self.init_decoder!r}"
+            )
 
 
 def _resolve(name: str | None) -> str | None:
@@ -144,8 +145,9 @@ def load_hf_tokenizer(name: str) -> PreTrainedTokenizerBase:
     ``generate`` of T5/BART/encoder-decoder models rejects); saved with it.
     """
     path = minilm_path() if name == MINILM else name
-    return AutoTokenizer.from_pretrained(path, local_files_only=name == MINILM or Path(name).is_dir(),
-                                         model_input_names=list(SOURCE_INPUTS))
+    return AutoTokenizer.from_pretrained(
+        path, local_files_only=name == MINILM or Path(name).is_dir(), model_input_names=list(SOURCE_INPUTS)
+    )
 
 
 def _hub_config(name: str) -> Any:
@@ -156,16 +158,20 @@ def _hub_config(name: str) -> Any:
     try:
         return AutoConfig.from_pretrained(name, local_files_only=local)
     except (OSError, ValueError) as err:
-        raise ModelError(f"cannot load model {name!r}: not 'minilm', 't5', 'bart', 'bert', a local folder, "
-                         f"or a hub name reachable from here ({err})") from err
+        raise ModelError(
+            f"cannot load model {name!r}: not 'minilm', 't5', 'bart', 'bert', a local folder, "
+            f"or a hub name reachable from here ({err})"
+        ) from err
 
 
 def _source_tokenizer_name(cfg: ModelConfig, docids: Docids, hub_config: Any) -> str:
     name = cfg.name_or_path
     if name == "minilm":
         if cfg.tokenizer is not None and _resolve(cfg.tokenizer) != _resolve(MINILM):
-            raise ModelError(f"the MiniLM warm start reads MiniLM's own vocabulary; model.tokenizer "
-                             f"{cfg.tokenizer!r} cannot be used with it (leave it unset or 'minilm')")
+            raise ModelError(
+                f"the MiniLM warm start reads MiniLM's own vocabulary; model.tokenizer "
+                f"{cfg.tokenizer!r} cannot be used with it (leave it unset or 'minilm')"
+            )
         return MINILM
     if cfg.tokenizer is not None:
         return cfg.tokenizer
@@ -177,9 +183,11 @@ def _source_tokenizer_name(cfg: ModelConfig, docids: Docids, hub_config: Any) ->
 
 def _check_tokenizer_name(docids: Docids, name: str) -> None:
     if docids.tokenizer is not None and _resolve(docids.tokenizer) != _resolve(name):
-        raise ModelError(f"the docids were encoded with tokenizer {docids.tokenizer!r} but the model reads "
-                         f"{name!r}: their token ids would not match. Rebuild the docids with "
-                         f"load_tokenizer({name!r}) or set model.tokenizer to {docids.tokenizer!r}")
+        raise ModelError(
+            f"the docids were encoded with tokenizer {docids.tokenizer!r} but the model reads "
+            f"{name!r}: their token ids would not match. Rebuild the docids with "
+            f"load_tokenizer({name!r}) or set model.tokenizer to {docids.tokenizer!r}"
+        )
 
 
 def _check_tokenizer(docids: Docids, name: str, tokenizer: PreTrainedTokenizerBase) -> None:
@@ -187,8 +195,10 @@ def _check_tokenizer(docids: Docids, name: str, tokenizer: PreTrainedTokenizerBa
         return
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     if len(tokenizer) != docids.base_vocab_size or eos != docids.eos_token_id:
-        raise ModelError(f"tokenizer {name!r} has {len(tokenizer)} tokens and end-of-id {eos}, the docids "
-                         f"{docids.base_vocab_size} and {docids.eos_token_id}: not the same tokenizer")
+        raise ModelError(
+            f"tokenizer {name!r} has {len(tokenizer)} tokens and end-of-id {eos}, the docids "
+            f"{docids.base_vocab_size} and {docids.eos_token_id}: not the same tokenizer"
+        )
 
 
 def _token_ids(docids: Docids, tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
@@ -196,20 +206,26 @@ def _token_ids(docids: Docids, tokenizer: PreTrainedTokenizerBase) -> tuple[int,
     if docids.tokenizer is None:
         return 0, docids.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else docids.eos_token_id
-    start = next((t for t in (tokenizer.cls_token_id, tokenizer.bos_token_id) if t is not None and t != pad),
-                 docids.eos_token_id)
+    start = next(
+        (t for t in (tokenizer.cls_token_id, tokenizer.bos_token_id) if t is not None and t != pad), docids.eos_token_id
+    )
     return pad, start
 
 
 def _from_config(cfg: ModelConfig, docids: Docids, pad: int, start: int) -> PreTrainedModel:
-    ids = {"vocab_size": docids.vocab_size, "pad_token_id": pad, "eos_token_id": docids.eos_token_id,
-           "decoder_start_token_id": start}
+    ids = {
+        "vocab_size": docids.vocab_size,
+        "pad_token_id": pad,
+        "eos_token_id": docids.eos_token_id,
+        "decoder_start_token_id": start,
+    }
     if cfg.name_or_path == "t5":
         config = T5Config(**{**cfg.config, **ids})
         model_cls: type[PreTrainedModel] = T5ForConditionalGeneration
     else:
-        config = BartConfig(**{**cfg.config, **ids, "bos_token_id": start, "forced_bos_token_id": None,
-                               "forced_eos_token_id": None})
+        config = BartConfig(
+            **{**cfg.config, **ids, "bos_token_id": start, "forced_bos_token_id": None, "forced_eos_token_id": None}
+        )
         model_cls = BartForConditionalGeneration
     set_dropout(config, cfg.dropout)
     return model_cls(config)
@@ -220,8 +236,9 @@ def _from_pretrained(cfg: ModelConfig, config: Any) -> PreTrainedModel:
         setattr(config, key, value)
     set_dropout(config, cfg.dropout)
     with quiet_transformers():
-        model = AutoModelForSeq2SeqLM.from_pretrained(cfg.name_or_path, config=config,
-                                                      local_files_only=Path(cfg.name_or_path).is_dir())
+        model = AutoModelForSeq2SeqLM.from_pretrained(
+            cfg.name_or_path, config=config, local_files_only=Path(cfg.name_or_path).is_dir()
+        )
     drop_pooler(model)
     return model
 
@@ -242,12 +259,17 @@ def build_model(cfg: ModelConfig, docids: Docids) -> tuple[PreTrainedModel, PreT
     _check_tokenizer_name(docids, tok_name)
     tokenizer = load_hf_tokenizer(tok_name)
     _check_tokenizer(docids, tok_name, tokenizer)
-    if docids.tokenizer is None and name not in ENCODER_DECODER and (
-            hub_config is None or hub_config.model_type != "encoder-decoder"):
-        raise ModelError(f"docids built without a tokenizer have their own vocabulary (pad=0, eos=1, new tokens "
-                         f"from 2), which {name!r} cannot keep apart from the source vocabulary (one shared "
-                         f"embedding matrix); use name_or_path 'minilm' or 'bert', or rebuild the docids with "
-                         f"the model's tokenizer (load_tokenizer({tok_name!r}))")
+    if (
+        docids.tokenizer is None
+        and name not in ENCODER_DECODER
+        and (hub_config is None or hub_config.model_type != "encoder-decoder")
+    ):
+        raise ModelError(
+            f"docids built without a tokenizer have their own vocabulary (pad=0, eos=1, new tokens "
+            f"from 2), which {name!r} cannot keep apart from the source vocabulary (one shared "
+            f"embedding matrix); use name_or_path 'minilm' or 'bert', or rebuild the docids with "
+            f"the model's tokenizer (load_tokenizer({tok_name!r}))"
+        )
     pad, start = _token_ids(docids, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -255,10 +277,17 @@ def build_model(cfg: ModelConfig, docids: Docids) -> tuple[PreTrainedModel, PreT
             overrides = dict(cfg.config)
             overrides.setdefault("tie_word_embeddings", cfg.tie_output)
             model = build_bert2bert(
-                pretrained=name == "minilm", vocab_size=docids.vocab_size, encoder_vocab_size=len(tokenizer),
-                pad_token_id=pad, copy_word_embeddings=docids.base_vocab_size if docids.tokenizer else 0,
-                decoder_layers=cfg.decoder_layers, decoder_heads=cfg.decoder_heads,
-                decoder_intermediate=cfg.decoder_intermediate, overrides=overrides, dropout=cfg.dropout)
+                pretrained=name == "minilm",
+                vocab_size=docids.vocab_size,
+                encoder_vocab_size=len(tokenizer),
+                pad_token_id=pad,
+                copy_word_embeddings=docids.base_vocab_size if docids.tokenizer else 0,
+                decoder_layers=cfg.decoder_layers,
+                decoder_heads=cfg.decoder_heads,
+                decoder_intermediate=cfg.decoder_intermediate,
+                overrides=overrides,
+                dropout=cfg.dropout,
+            )
         elif name in FROM_CONFIG:
             model = _from_config(cfg, docids, pad, start)
         else:
@@ -271,24 +300,36 @@ def build_model(cfg: ModelConfig, docids: Docids) -> tuple[PreTrainedModel, PreT
         target.resize_token_embeddings(docids.vocab_size, mean_resizing=False)
     if docids.tokenizer is not None and name not in FROM_CONFIG:
         keep = old_rows if getattr(model.config, "genret", None) else docids.base_vocab_size
-        init_new_rows(model, docids.base_vocab_size, max(keep, docids.base_vocab_size), cfg.seed,
-                      cfg.new_token_noise)
+        init_new_rows(model, docids.base_vocab_size, max(keep, docids.base_vocab_size), cfg.seed, cfg.new_token_noise)
     _set_token_ids(model, pad, docids.eos_token_id, start, docids.max_length() + 1)
-    model.config.genret = {"tokenizer": docids.tokenizer, "source_tokenizer": tok_name,
-                           "vocab_size": docids.vocab_size, "base_vocab_size": docids.base_vocab_size,
-                           "eos_token_id": docids.eos_token_id, "pad_token_id": pad}
+    model.config.genret = {
+        "tokenizer": docids.tokenizer,
+        "source_tokenizer": tok_name,
+        "vocab_size": docids.vocab_size,
+        "base_vocab_size": docids.base_vocab_size,
+        "eos_token_id": docids.eos_token_id,
+        "pad_token_id": pad,
+    }
     return model.eval(), tokenizer
 
 
-def build_text_model(cfg: ModelConfig, tokenizer: TextTokenizer,
-                     max_new_tokens: int = 10) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def build_text_model(
+    cfg: ModelConfig, tokenizer: TextTokenizer, max_new_tokens: int = 10
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A seq2seq model that decodes ``tokenizer``'s own tokens (SEAL's n-grams: no identifier tokens).
 
     The same builds as :func:`build_model`, for a target vocabulary of no documents and no new tokens.
     """
-    plain = Docids(doc_ids=[], identifiers=[], offsets=np.zeros(1, dtype=np.int64), values=np.zeros(0, np.int32),
-                   eos_token_id=tokenizer.eos_token_id, base_vocab_size=tokenizer.vocab_size,
-                   scheme={"name": "text"}, tokenizer=tokenizer.name)
+    plain = Docids(
+        doc_ids=[],
+        identifiers=[],
+        offsets=np.zeros(1, dtype=np.int64),
+        values=np.zeros(0, np.int32),
+        eos_token_id=tokenizer.eos_token_id,
+        base_vocab_size=tokenizer.vocab_size,
+        scheme={"name": "text"},
+        tokenizer=tokenizer.name,
+    )
     model, hf_tokenizer = build_model(cfg, plain)
     model.generation_config.max_new_tokens = max_new_tokens
     return model, hf_tokenizer
@@ -301,7 +342,8 @@ def _set_token_ids(model: PreTrainedModel, pad: int, eos: int, start: int, max_n
     for config in configs:
         config.pad_token_id, config.eos_token_id, config.decoder_start_token_id = pad, eos, start
     model.generation_config = GenerationConfig(
-        decoder_start_token_id=start, eos_token_id=eos, pad_token_id=pad, max_new_tokens=max_new_tokens)
+        decoder_start_token_id=start, eos_token_id=eos, pad_token_id=pad, max_new_tokens=max_new_tokens
+    )
 
 
 def decoder_vocab_size(model: PreTrainedModel) -> int:
@@ -321,8 +363,13 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folde
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
     auto = "EncoderDecoderModel" if isinstance(model, EncoderDecoderModel) else "AutoModelForSeq2SeqLM"
-    info = {"format_version": MODEL_FORMAT, "auto_class": auto, "model_class": type(model).__name__,
-            "genret_version": genret_version(), "genret": getattr(model.config, "genret", None)}
+    info = {
+        "format_version": MODEL_FORMAT,
+        "auto_class": auto,
+        "model_class": type(model).__name__,
+        "genret_version": genret_version(),
+        "genret": getattr(model.config, "genret", None),
+    }
     (out / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n")
     return out
 
@@ -335,8 +382,10 @@ def load_model(folder: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizer
         raise ModelError(f"{path}: no {MODEL_JSON}; not a model saved by genret.models.save_model")
     info = json.loads(meta.read_text())
     if info.get("format_version") != MODEL_FORMAT or info.get("auto_class") not in AUTO_CLASSES:
-        raise ModelError(f"{meta}: unknown format {info.get('format_version')!r} or class "
-                         f"{info.get('auto_class')!r}; save the model again with this genret version")
+        raise ModelError(
+            f"{meta}: unknown format {info.get('format_version')!r} or class "
+            f"{info.get('auto_class')!r}; save the model again with this genret version"
+        )
     with quiet_transformers():
         model = AUTO_CLASSES[info["auto_class"]].from_pretrained(path, local_files_only=True, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -361,8 +410,13 @@ def count_parameters(model: PreTrainedModel) -> dict[str, int]:
     encoder = _unique(model.get_encoder().parameters())
     output = _unique(model.get_output_embeddings().parameters())
     decoder = {k: p for k, p in everything.items() if k not in encoder and k not in output}
-    embeddings = _unique([model.get_encoder().get_input_embeddings().weight,
-                          model.get_decoder().get_input_embeddings().weight, *output.values()])
+    embeddings = _unique(
+        [
+            model.get_encoder().get_input_embeddings().weight,
+            model.get_decoder().get_input_embeddings().weight,
+            *output.values(),
+        ]
+    )
     return {
         "encoder": _numel(encoder),
         "decoder": _numel(decoder),

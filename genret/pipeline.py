@@ -73,8 +73,15 @@ def _first(queries: dict[str, str], qrels: Qrels, n: int | None) -> EvalSet:
     return EvalSet({q: queries[q] for q in keep}, {q: qrels[q] for q in keep})
 
 
-RESUMABLE_CHANGES = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.log_with",
-                     "train.num_workers", "train.output_dir", "expected")
+RESUMABLE_CHANGES = (
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.log_with",
+    "train.num_workers",
+    "train.output_dir",
+    "expected",
+)
 """Recipe keys a resumed run may change: they say how a run is logged and checked, not what it computes
 (``train.output_dir`` is always ``OUTPUT_DIR/train`` in a recipe run)."""
 
@@ -93,12 +100,17 @@ def refuse_changed_recipe(saved: dict[str, Any], now: dict[str, Any], where: Pat
     it is logged or checked, ``RESUMABLE_CHANGES``): a resumed run must be the run it continues."""
     old, new = _flat_keys(saved), _flat_keys(now)
     allowed = tuple(f"{k}." for k in RESUMABLE_CHANGES)
-    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
-               and k not in RESUMABLE_CHANGES and not k.startswith(allowed)]
+    changed = [
+        k
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES and not k.startswith(allowed)
+    ]
     if changed:
         shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
-        raise ConfigError(f"cannot resume the run recorded in {where}: the recipe changed ({shown}); resume "
-                          f"with the recipe as it was, or start a new run in another output_dir")
+        raise ConfigError(
+            f"cannot resume the run recorded in {where}: the recipe changed ({shown}); resume "
+            f"with the recipe as it was, or start a new run in another output_dir"
+        )
 
 
 def run_recipe(
@@ -153,15 +165,29 @@ def run_recipe(
         return metrics
 
     t0 = time.perf_counter()
-    dataset, collate, lengths = training_inputs(model, hf_tokenizer, pairs, freeze=recipe.model.freeze_encoder,
-                                                max_source_length=recipe.pairs.max_source_length,
-                                                cache_dir=out / "encoder_cache",
-                                                max_gb=recipe.model.encoder_cache_gb, progress=progress)
+    dataset, collate, lengths = training_inputs(
+        model,
+        hf_tokenizer,
+        pairs,
+        freeze=recipe.model.freeze_encoder,
+        max_source_length=recipe.pairs.max_source_length,
+        cache_dir=out / "encoder_cache",
+        max_gb=recipe.model.encoder_cache_gb,
+        progress=progress,
+    )
     timings["encoder_cache_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     train_config = dataclasses.replace(recipe.train, output_dir=str(out / "train"))  # the caller's recipe unchanged
-    result = train(model, dataset, collate, train_config, evaluate=probe if recipe.eval.during_training else None,
-                   resume=resume, progress=progress, lengths=lengths)
+    result = train(
+        model,
+        dataset,
+        collate,
+        train_config,
+        evaluate=probe if recipe.eval.during_training else None,
+        resume=resume,
+        progress=progress,
+        lengths=lengths,
+    )
     timings["train_s"] = time.perf_counter() - t0
     final_loss, log = result.loss, Path(train_config.output_dir) / "metrics.jsonl"
     if math.isnan(final_loss) and log.is_file():  # resumed a finished run: no step ran now; nan is not JSON
@@ -171,8 +197,13 @@ def run_recipe(
     retriever = prepared.make_retriever(result.model)
     retriever.save_pretrained(out / "retriever", overwrite=True)
     if not evaluate_after:
-        return {"recipe": recipe.name, "retriever": str(out / "retriever"), "train_steps": result.step,
-                "final_loss": final_loss, "timings": timings}
+        return {
+            "recipe": recipe.name,
+            "retriever": str(out / "retriever"),
+            "train_steps": result.step,
+            "final_loss": final_loss,
+            "timings": timings,
+        }
 
     queries = _first(data.queries, data.qrels, recipe.data.max_eval_queries)
     sets = {"queries": queries, "memorization": memo}
@@ -184,8 +215,9 @@ def run_recipe(
     t0 = time.perf_counter()
     for set_name, eval_set in sets.items():
         measures = recipe.eval.measures if set_name == "queries" else ["R@1", "R@10"]
-        evaluator = RetrievalEvaluator(eval_set.queries, eval_set.qrels, measures, k=recipe.eval.k,
-                                       primary_metric=measures[0])
+        evaluator = RetrievalEvaluator(
+            eval_set.queries, eval_set.qrels, measures, k=recipe.eval.k, primary_metric=measures[0]
+        )
         for system, retriever_ in systems.items():
             metrics.setdefault(set_name, {})[system] = evaluator(retriever_)
             write_trec_run(evaluator.run, out / "runs" / f"{system}.{set_name}.trec", tag=system)
@@ -197,8 +229,11 @@ def run_recipe(
         "system": recipe.system,
         "data": recipe.data.path,
         "commit": commit,
-        "machine": {**machine_info(), "torch_threads": torch.get_num_threads(),
-                    "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        "machine": {
+            **machine_info(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
         "documents": prepared.documents,
         "queries": len(queries.queries),
         "train_pairs": len(pairs),
@@ -213,8 +248,10 @@ def run_recipe(
 
 def format_results(results: dict[str, Any]) -> str:
     """The metrics tables of ``run_recipe``'s results, one per query set, systems side by side."""
-    lines = [f"{results['recipe']}: {results['documents']} documents, {results['train_steps']} steps, "
-             f"{results['timings']['total_s']:.0f} s"]
+    lines = [
+        f"{results['recipe']}: {results['documents']} documents, {results['train_steps']} steps, "
+        f"{results['timings']['total_s']:.0f} s"
+    ]
     for set_name, by_system in results["metrics"].items():
         systems = list(by_system)
         measures = list(next(iter(by_system.values())))
@@ -224,8 +261,6 @@ def format_results(results: dict[str, Any]) -> str:
         for m in measures:
             lines.append(f"{m:10s}" + "".join(f"{by_system[s][m]:10.4f}" for s in systems))
     return "\n".join(lines)
-
-
 
 
 def check_expected(

@@ -30,8 +30,10 @@ def document_previews(retriever: object, data: str | None) -> Callable[[str], st
             corpus = None
     if corpus is not None:
         titles = column(corpus, "title") if "title" in corpus.column_names else [""] * len(corpus)
-        shown = {str(d): first_words(t if t.strip() else x) for d, t, x in
-                 zip(column(corpus, "_id"), titles, column(corpus, "text"), strict=True)}
+        shown = {
+            str(d): first_words(t if t.strip() else x)
+            for d, t, x in zip(column(corpus, "_id"), titles, column(corpus, "text"), strict=True)
+        }
         return lambda doc: shown.get(doc, "")
     if isinstance(index, NgramIndex):  # SEAL: the index holds every document's tokens
         row = {d: i for i, d in enumerate(index.doc_ids)}

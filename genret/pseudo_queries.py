@@ -25,8 +25,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["KeywordQueries", "MixedQueries", "PseudoQueryGenerator", "Seq2SeqQueries", "SpanQueries",
-           "make_generator", "sample_spans"]
+__all__ = [
+    "KeywordQueries",
+    "MixedQueries",
+    "PseudoQueryGenerator",
+    "Seq2SeqQueries",
+    "SpanQueries",
+    "make_generator",
+    "sample_spans",
+]
 
 SPANS = "spans"
 KEYWORDS = "keywords"
@@ -61,8 +68,10 @@ def sample_spans(
     lengths = np.minimum(rng.integers(min_words, max_words + 1, size=(len(words), n)), sizes)
     starts = np.floor(rng.random((len(words), n)) * (sizes - lengths + 1)).astype(np.int64)
     starts_l, ends_l = starts.tolist(), (starts + lengths).tolist()
-    return [[" ".join(w[s:e]) for s, e in zip(ss, es, strict=True)]
-            for w, ss, es in zip(words, starts_l, ends_l, strict=True)]
+    return [
+        [" ".join(w[s:e]) for s, e in zip(ss, es, strict=True)]
+        for w, ss, es in zip(words, starts_l, ends_l, strict=True)
+    ]
 
 
 @dataclass
@@ -78,8 +87,7 @@ class SpanQueries:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_words <= self.max_words:
-            raise ValueError(f"SpanQueries needs 1 <= min_words <= max_words; got {self.min_words}, "
-                             f"{self.max_words}")
+            raise ValueError(f"SpanQueries needs 1 <= min_words <= max_words; got {self.min_words}, {self.max_words}")
 
     def __call__(self, texts: list[str], n: int, seed: int) -> list[list[str]]:
         words = [text.split() for text in texts]
@@ -104,8 +112,10 @@ class KeywordQueries:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_terms <= self.max_terms or self.pool < self.max_terms:
-            raise ValueError(f"KeywordQueries needs 1 <= min_terms <= max_terms <= pool; got {self.min_terms}, "
-                             f"{self.max_terms}, {self.pool}")
+            raise ValueError(
+                f"KeywordQueries needs 1 <= min_terms <= max_terms <= pool; got {self.min_terms}, "
+                f"{self.max_terms}, {self.pool}"
+            )
 
     def __call__(self, texts: list[str], n: int, seed: int) -> list[list[str]]:
         from bm25s.stopwords import STOPWORDS_EN_PLUS
@@ -208,18 +218,31 @@ class Seq2SeqQueries:
         device = next(model.parameters()).device
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out: list[list[str]] = [[] for _ in texts]
-        devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-            if device.type == "cuda" else []
-        with tqdm(total=len(texts), desc="pseudo-queries", unit="doc", disable=not self.progress) as bar, \
-                torch.random.fork_rng(devices=devices), torch.inference_mode():
+        devices = (
+            [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        )
+        with (
+            tqdm(total=len(texts), desc="pseudo-queries", unit="doc", disable=not self.progress) as bar,
+            torch.random.fork_rng(devices=devices),
+            torch.inference_mode(),
+        ):
             for b, start in enumerate(range(0, len(texts), self.batch_size)):
                 rows = order[start : start + self.batch_size].tolist()
-                enc = tokenizer([texts[i] for i in rows], truncation=True, max_length=self.max_source_tokens,
-                                padding="longest", return_tensors="pt")
+                enc = tokenizer(
+                    [texts[i] for i in rows],
+                    truncation=True,
+                    max_length=self.max_source_tokens,
+                    padding="longest",
+                    return_tensors="pt",
+                )
                 torch.manual_seed(int(np.random.SeedSequence([seed, b]).generate_state(1)[0]))
                 generated = model.generate(
-                    input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
-                    do_sample=True, top_k=self.top_k, max_new_tokens=self.max_new_tokens, num_return_sequences=n,
+                    input_ids=enc["input_ids"].to(device),
+                    attention_mask=enc["attention_mask"].to(device),
+                    do_sample=True,
+                    top_k=self.top_k,
+                    max_new_tokens=self.max_new_tokens,
+                    num_return_sequences=n,
                 )
                 decoded = tokenizer.batch_decode(generated, skip_special_tokens=True)
                 for j, i in enumerate(rows):

@@ -46,8 +46,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_option("on_duplicate", self.on_duplicate)
-        check_numbers(self, non_negative=("heldout_queries",), positive=("max_docs", "max_eval_queries",
-                                                                         "memorization_docs"))
+        check_numbers(
+            self, non_negative=("heldout_queries",), positive=("max_docs", "max_eval_queries", "memorization_docs")
+        )
 
 
 @dataclass
@@ -125,9 +126,11 @@ class SealConfig:
     search: SealSearchConfig = field(default_factory=SealSearchConfig)
 
     def __post_init__(self) -> None:
-        check_numbers(self, positive=("span_tokens", "title_tokens", "temperature"),
-                      non_negative=("spans_per_query", "titles_per_query", "unsupervised_per_doc",
-                                    "spans_per_pseudo_query"))
+        check_numbers(
+            self,
+            positive=("span_tokens", "title_tokens", "temperature"),
+            non_negative=("spans_per_query", "titles_per_query", "unsupervised_per_doc", "spans_per_pseudo_query"),
+        )
 
 
 @dataclass
@@ -186,8 +189,7 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
     if bare and packaged.is_file():
         return packaged
     if not bare:
-        raise FileNotFoundError(f"recipe file not found: {path} (a packaged recipe is named without a folder: "
-                                f"{names})")
+        raise FileNotFoundError(f"recipe file not found: {path} (a packaged recipe is named without a folder: {names})")
     raise FileNotFoundError(f"no recipe {name_or_path!r}: not a file, and not one of the packaged recipes ({names})")
 
 
@@ -212,11 +214,21 @@ def check_system(recipe: Recipe, where: str | Path) -> None:
     if system is None:
         raise ConfigError(f"{where}: system: expected one of {', '.join(SYSTEMS)}, got {recipe.system!r}")
     default = Recipe()
-    foreign = sorted({f"{section} (system {other.name})" for other in SYSTEMS.values() if other is not system
-                      for section in other.sections if section not in system.sections
-                      and to_dict(getattr(recipe, section)) != to_dict(getattr(default, section))})
-    problems = [f"{', '.join(foreign)}: another system's settings, which system {system.name} never reads; "
-                f"remove them"] if foreign else []
+    foreign = sorted(
+        {
+            f"{section} (system {other.name})"
+            for other in SYSTEMS.values()
+            if other is not system
+            for section in other.sections
+            if section not in system.sections
+            and to_dict(getattr(recipe, section)) != to_dict(getattr(default, section))
+        }
+    )
+    problems = (
+        [f"{', '.join(foreign)}: another system's settings, which system {system.name} never reads; remove them"]
+        if foreign
+        else []
+    )
     problems += system.check_recipe(recipe) if system.check_recipe else []
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))

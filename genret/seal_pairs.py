@@ -42,8 +42,9 @@ from indexing.tokenizer import TextTokenizer
 TASKS = ("retrieval", "retrieval_title", "unsupervised", "pseudo_query")
 
 
-def overlap_spans(doc: list[int], query: set[int], span_tokens: int, n: int, temperature: float,
-                  rng: np.random.Generator) -> list[list[int]]:
+def overlap_spans(
+    doc: list[int], query: set[int], span_tokens: int, n: int, temperature: float, rng: np.random.Generator
+) -> list[list[int]]:
     """``n`` windows of ``doc`` sampled by token overlap with ``query`` (softmax over windows)."""
     if not doc:
         return []
@@ -109,14 +110,26 @@ def build_seal_pairs(
 
     examples: dict[str, list[tuple[str, list[int], int]]] = {task: [] for task in TASKS}
 
-    def judged_spans(queries_: Mapping[str, str], qrels_: Mapping[str, Mapping[str, int]], n_spans: int,
-                     n_titles: int, task: str, desc: str) -> None:
+    def judged_spans(
+        queries_: Mapping[str, str],
+        qrels_: Mapping[str, Mapping[str, int]],
+        n_spans: int,
+        n_titles: int,
+        task: str,
+        desc: str,
+    ) -> None:
         """(query -> overlap-sampled span) x ``n_spans`` and (query -> title) x ``n_titles`` per relevant passage."""
-        missing = [(q, d) for q, rel in qrels_.items() for d, r in rel.items() if r > 0 and (q not in queries_
-                                                                                              or d not in row_of)]
+        missing = [
+            (q, d)
+            for q, rel in qrels_.items()
+            for d, r in rel.items()
+            if r > 0 and (q not in queries_ or d not in row_of)
+        ]
         if missing:
-            raise ValueError(f"{len(missing)} relevant judgments point at unknown queries or documents, "
-                             f"e.g. query {missing[0][0]!r} -> document {missing[0][1]!r}")
+            raise ValueError(
+                f"{len(missing)} relevant judgments point at unknown queries or documents, "
+                f"e.g. query {missing[0][0]!r} -> document {missing[0][1]!r}"
+            )
         for qid, rel in tqdm(qrels_.items(), desc=desc, unit="query", disable=not progress):
             query = queries_[qid]
             query_tokens = set(tokenizer.encode(query))
@@ -124,8 +137,9 @@ def build_seal_pairs(
                 if r <= 0:
                     continue
                 row = row_of[d]
-                for span in overlap_spans(texts[row] or titles[row], query_tokens, span_tokens, n_spans, temperature,
-                                          rng):
+                for span in overlap_spans(
+                    texts[row] or titles[row], query_tokens, span_tokens, n_spans, temperature, rng
+                ):
                     examples[task].append((query, span, row))
                 target = title_target(row)
                 if target and n_titles:
@@ -157,10 +171,12 @@ def build_seal_pairs(
             rows.append((source, target, row, task))
     order = rng.permutation(len(rows)).tolist()
     rows = [rows[j] for j in order]
-    return datasets.Dataset.from_dict({
-        "source": [r[0] for r in rows],
-        "target": [tokenizer.decode(r[1]) for r in rows],
-        "target_ids": [[*r[1], eos] for r in rows],
-        "task": [r[3] for r in rows],
-        "doc": [r[2] for r in rows],
-    })
+    return datasets.Dataset.from_dict(
+        {
+            "source": [r[0] for r in rows],
+            "target": [tokenizer.decode(r[1]) for r in rows],
+            "target_ids": [[*r[1], eos] for r in rows],
+            "task": [r[3] for r in rows],
+            "doc": [r[2] for r in rows],
+        }
+    )

@@ -131,10 +131,22 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
-        check_numbers(self, positive=("batch_size", "grad_accum", "log_every", "lr", "max_steps")
-                      + (("epochs",) if self.max_steps is None else ()),
-                      non_negative=("weight_decay", "warmup_steps", "warmup_ratio", "max_grad_norm", "seed",
-                                    "checkpoint_every", "keep_checkpoints", "eval_every", "num_workers"))
+        check_numbers(
+            self,
+            positive=("batch_size", "grad_accum", "log_every", "lr", "max_steps")
+            + (("epochs",) if self.max_steps is None else ()),
+            non_negative=(
+                "weight_decay",
+                "warmup_steps",
+                "warmup_ratio",
+                "max_grad_norm",
+                "seed",
+                "checkpoint_every",
+                "keep_checkpoints",
+                "eval_every",
+                "num_workers",
+            ),
+        )
         if self.warmup_ratio >= 1:
             raise ValueError(f"warmup_ratio must be below 1 (a fraction of the steps), got {self.warmup_ratio}")
 
@@ -268,8 +280,11 @@ def train(
     elif resume:
         logger.info("resume=True but no checkpoint in %s: starting from scratch", out / "checkpoints")
 
-    sampler = (LengthGroupedShuffle(lengths, config.batch_size, config.seed) if grouped
-               else EpochShuffle(len(dataset), config.seed))
+    sampler = (
+        LengthGroupedShuffle(lengths, config.batch_size, config.seed)
+        if grouped
+        else EpochShuffle(len(dataset), config.seed)
+    )
     loader_rng = torch.Generator()  # worker seeds come from here, not from the global stream dropout draws from
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate_fn,
                         num_workers=config.num_workers, generator=loader_rng,

@@ -71,11 +71,26 @@ def drop_pooler(model: Any) -> None:
         model.encoder.pooler = None
 
 
-def decoder_config(encoder: BertConfig, vocab_size: int, layers: int, heads: int | None,
-                   intermediate: int | None, overrides: dict[str, Any], pad_token_id: int) -> BertConfig:
+def decoder_config(
+    encoder: BertConfig,
+    vocab_size: int,
+    layers: int,
+    heads: int | None,
+    intermediate: int | None,
+    overrides: dict[str, Any],
+    pad_token_id: int,
+) -> BertConfig:
     """A BERT decoder config matching ``encoder``'s hidden size (no projection between them)."""
-    keys = ("hidden_size", "max_position_embeddings", "type_vocab_size", "hidden_act", "layer_norm_eps",
-            "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
+    keys = (
+        "hidden_size",
+        "max_position_embeddings",
+        "type_vocab_size",
+        "hidden_act",
+        "layer_norm_eps",
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+        "initializer_range",
+    )
     params = {k: getattr(encoder, k) for k in keys}
     params.update(
         num_hidden_layers=layers,
@@ -83,8 +98,13 @@ def decoder_config(encoder: BertConfig, vocab_size: int, layers: int, heads: int
         intermediate_size=intermediate or encoder.intermediate_size,
     )
     params.update(overrides)
-    params.update(vocab_size=vocab_size, is_decoder=True, add_cross_attention=True, pad_token_id=pad_token_id,
-                  tie_word_embeddings=params.get("tie_word_embeddings", True))
+    params.update(
+        vocab_size=vocab_size,
+        is_decoder=True,
+        add_cross_attention=True,
+        pad_token_id=pad_token_id,
+        tie_word_embeddings=params.get("tie_word_embeddings", True),
+    )
     return BertConfig(**params)
 
 
@@ -119,10 +139,14 @@ def build_bert2bert(
         enc_config = BertConfig(**{**MINILM_ARCH, **overrides, "vocab_size": encoder_vocab_size})
         set_dropout(enc_config, dropout)
         encoder = BertModel(enc_config, add_pooling_layer=False)
-        dec_overrides = {k: v for k, v in overrides.items() if k not in ("num_hidden_layers", "num_attention_heads",
-                                                                          "intermediate_size", "vocab_size")}
-    dec_config = decoder_config(encoder.config, vocab_size, decoder_layers, decoder_heads, decoder_intermediate,
-                                dec_overrides, pad_token_id)
+        dec_overrides = {
+            k: v
+            for k, v in overrides.items()
+            if k not in ("num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
+        }
+    dec_config = decoder_config(
+        encoder.config, vocab_size, decoder_layers, decoder_heads, decoder_intermediate, dec_overrides, pad_token_id
+    )
     set_dropout(dec_config, dropout)
     decoder = BertLMHeadModel(dec_config)
     if pretrained:

@@ -59,8 +59,10 @@ def check_output(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
         if not overwrite:
             raise FileExistsError(f"{out_dir} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
         if out.is_symlink() or not out.is_dir() or not _is_artifact(out):
-            raise FileExistsError(f"refusing to overwrite {out_dir}: it is not a genret artifact folder (no genret "
-                                  f"{MANIFEST}), and overwriting would delete it; choose another output folder")
+            raise FileExistsError(
+                f"refusing to overwrite {out_dir}: it is not a genret artifact folder (no genret "
+                f"{MANIFEST}), and overwriting would delete it; choose another output folder"
+            )
     return out
 
 
@@ -97,8 +99,11 @@ def clean_leftovers(out_dir: str | os.PathLike) -> list[Path]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     if removed:
-        warnings.warn(f"removed {len(removed)} folder(s) left by an interrupted write of {out_dir}: "
-                      f"{', '.join(p.name for p in removed)}", stacklevel=2)
+        warnings.warn(
+            f"removed {len(removed)} folder(s) left by an interrupted write of {out_dir}: "
+            f"{', '.join(p.name for p in removed)}",
+            stacklevel=2,
+        )
     return removed
 
 
@@ -179,8 +184,9 @@ def read_manifest(path: str | os.PathLike, kind: str | None = None, verify: bool
         raise ArtifactError(f"{folder}: holds a {manifest.get('kind')!r} artifact, expected {kind!r}")
     _check_entries(folder, manifest)
     if manifest.get("digest") != _digest(manifest):
-        raise ArtifactError(f"{manifest_path}: the manifest was modified or damaged (its digest does not match "
-                            f"its content); {rebuild}")
+        raise ArtifactError(
+            f"{manifest_path}: the manifest was modified or damaged (its digest does not match its content); {rebuild}"
+        )
     if verify:
         verify_files(folder, manifest)
     return manifest
@@ -196,14 +202,24 @@ def _check_entries(folder: Path, manifest: dict[str, Any]) -> None:
     root = folder.resolve()
     for name, info in files.items():
         parts = name.split("/")
-        if (not name or name.startswith("/") or "\\" in name or ":" in name
-                or any(p in ("", ".", "..") for p in parts)
-                or name == MANIFEST):
+        if (
+            not name
+            or name.startswith("/")
+            or "\\" in name
+            or ":" in name
+            or any(p in ("", ".", "..") for p in parts)
+            or name == MANIFEST
+        ):
             raise ArtifactError(f"{where}: files: {name!r} is not a plain relative path inside the folder")
         if not (folder / name).resolve().is_relative_to(root):
             raise ArtifactError(f"{where}: files: {name!r} leads outside the folder (a symbolic link)")
-        if (not isinstance(info, dict) or type(info.get("size")) is not int or info["size"] < 0
-                or not isinstance(info.get("sha256"), str) or len(info["sha256"]) != 64):
+        if (
+            not isinstance(info, dict)
+            or type(info.get("size")) is not int
+            or info["size"] < 0
+            or not isinstance(info.get("sha256"), str)
+            or len(info["sha256"]) != 64
+        ):
             raise ArtifactError(f"{where}: files: {name!r}: expected {{size: int >= 0, sha256: 64 hex digits}}")
     for key in ("config", "counts"):
         if not isinstance(manifest.get(key, {}), dict):
@@ -244,8 +260,10 @@ def reading(folder: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except (KeyError, TypeError, IndexError, AttributeError) as err:
-        raise ArtifactError(f"{folder}: the manifest's config or files cannot be read as this kind of artifact "
-                            f"({type(err).__name__}: {err}); rebuild it with the command that wrote it") from None
+        raise ArtifactError(
+            f"{folder}: the manifest's config or files cannot be read as this kind of artifact "
+            f"({type(err).__name__}: {err}); rebuild it with the command that wrote it"
+        ) from None
 
 
 def check_counts(folder: str | os.PathLike, manifest: dict[str, Any], actual: dict[str, int]) -> None:

@@ -30,4 +30,3 @@ def looks_like_path(name: str | os.PathLike[str]) -> bool:
     if not isinstance(name, str):
         return True
     return os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1
-

@@ -37,5 +37,7 @@ def document_texts(corpus: Any, fields: Sequence[str] = ("title", "text")) -> li
     if not present:
         raise KeyError(f"the corpus has no column among {list(fields)} (columns: {', '.join(sorted(names))})")
     columns = [column(corpus, f) for f in present]
-    return [" ".join(s for s in (str(p).strip() for p in parts if p is not None) if s)
-            for parts in zip(*columns, strict=True)]
+    return [
+        " ".join(s for s in (str(p).strip() for p in parts if p is not None) if s)
+        for parts in zip(*columns, strict=True)
+    ]

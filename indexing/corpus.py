@@ -42,8 +42,15 @@ from indexing.records import (
 )
 
 __all__ = [
-    "BeirData", "CorpusError", "DataWarning", "check_qrels", "corpus_stats", "load_beir", "load_corpus",
-    "load_qrels", "load_queries",
+    "BeirData",
+    "CorpusError",
+    "DataWarning",
+    "check_qrels",
+    "corpus_stats",
+    "load_beir",
+    "load_corpus",
+    "load_qrels",
+    "load_queries",
 ]
 
 
@@ -98,16 +105,16 @@ def load_corpus(source: Source, *, on_duplicate: str = "error", progress: bool =
     check_option("on_duplicate", on_duplicate)
     parsed = parse(source, "corpus", progress)
     keep = dedupe(parsed, on_duplicate)
-    table = pa.table({k: v if not isinstance(v, list) else pa.array(v, pa.string())
-                      for k, v in parsed.columns.items()})
+    table = pa.table({k: v if not isinstance(v, list) else pa.array(v, pa.string()) for k, v in parsed.columns.items()})
     if keep is not None:
         table = table.take(pa.array(keep, pa.int64()))
     features = datasets.Features.from_arrow_schema(table.schema)
     for key in EXTRAS:
         if key in table.column_names and parsed.features is not None and key in parsed.features:
             features[key] = parsed.features[key]  # e.g. an Image feature of the source Dataset
-    corpus = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features),
-                              fingerprint=generate_random_fingerprint())  # hashing 1M docs costs seconds
+    corpus = datasets.Dataset(
+        InMemoryTable(table), info=datasets.DatasetInfo(features=features), fingerprint=generate_random_fingerprint()
+    )  # hashing 1M docs costs seconds
     if not len(corpus):
         raise CorpusError(f"{parsed.where}: no documents (an index of nothing retrieves nothing)")
     if "image" not in table.column_names:
@@ -115,8 +122,9 @@ def load_corpus(source: Source, *, on_duplicate: str = "error", progress: bool =
         count = pc.sum(empty).as_py() or 0
         if count:
             ids = table["_id"].filter(empty).slice(0, 6).to_pylist()
-            warn(f"{parsed.where}: {count} empty documents (no title, no text), kept: "
-                 f"{examples(map(repr, ids), count)}")
+            warn(
+                f"{parsed.where}: {count} empty documents (no title, no text), kept: {examples(map(repr, ids), count)}"
+            )
     return corpus
 
 
@@ -136,8 +144,10 @@ def load_queries(source: Source, *, on_duplicate: str = "error") -> dict[str, st
     queries = {ids[row]: texts[row] for row in rows}
     empty = [qid for qid, text in queries.items() if is_blank(text)]
     if empty:
-        warn(f"{parsed.where}: {len(empty)} empty queries (nothing but whitespace or control characters), kept: "
-             f"{examples(map(repr, empty), len(empty))}")
+        warn(
+            f"{parsed.where}: {len(empty)} empty queries (nothing but whitespace or control characters), kept: "
+            f"{examples(map(repr, empty), len(empty))}"
+        )
     return queries
 
 

@@ -65,8 +65,9 @@ class DocidIndex:
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the index folder atomically (see ``indexing.artifacts``)."""
-        return write_artifact(path, KIND, self.write_files, config=self.manifest_config(), counts=self.counts(),
-                              overwrite=overwrite)
+        return write_artifact(
+            path, KIND, self.write_files, config=self.manifest_config(), counts=self.counts(), overwrite=overwrite
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False, verify: bool = True) -> DocidIndex:

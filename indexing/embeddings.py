@@ -42,14 +42,14 @@ def resolve_encoder(encoder: Encoder) -> Encoder:
     return encoder
 
 
-def encode_corpus(corpus: Any, encoder: Encoder = "auto", batch_size: int = 64,
-                  progress: bool = True) -> np.ndarray:
+def encode_corpus(corpus: Any, encoder: Encoder = "auto", batch_size: int = 64, progress: bool = True) -> np.ndarray:
     """Embeddings ``float32 (N, d)`` of the corpus's documents, in row order."""
     return encode_texts(document_texts(corpus), encoder, batch_size=batch_size, progress=progress)
 
 
-def encode_texts(texts: Sequence[str], encoder: Encoder = "auto", batch_size: int = 64,
-                 progress: bool = True) -> np.ndarray:
+def encode_texts(
+    texts: Sequence[str], encoder: Encoder = "auto", batch_size: int = 64, progress: bool = True
+) -> np.ndarray:
     """Embeddings ``float32 (N, d)`` of ``texts`` with the encoder named as in ``encode_corpus``."""
     texts = list(texts)
     encoder = resolve_encoder(encoder)
@@ -105,8 +105,7 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="doc")
 
 
-def _encode_callable(fn: Callable[[list[str]], Any], texts: list[str], batch_size: int,
-                     progress: bool) -> np.ndarray:
+def _encode_callable(fn: Callable[[list[str]], Any], texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
     bar = _progress(len(texts), progress, "encoding")
     parts = []
     for start in range(0, len(texts), batch_size):
@@ -154,13 +153,15 @@ def _encode_model(name_or_path: str, texts: list[str], batch_size: int, progress
     loaded = _load_model(name_or_path)
     if not isinstance(loaded, tuple):  # sentence-transformers
         model = loaded
-        return model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
-                            convert_to_numpy=True, normalize_embeddings=True)
+        return model.encode(
+            texts, batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True, normalize_embeddings=True
+        )
     return _encode_transformers(*loaded, texts, batch_size, progress)
 
 
-def _encode_transformers(tok: Any, model: Any, texts: list[str], batch_size: int, progress: bool,
-                         max_length: int = 256) -> np.ndarray:
+def _encode_transformers(
+    tok: Any, model: Any, texts: list[str], batch_size: int, progress: bool, max_length: int = 256
+) -> np.ndarray:
     """Mean-pooled, L2-normalised last hidden states (what sentence-transformers does for MiniLM)."""
     import torch
 
@@ -203,16 +204,16 @@ def tfidf_terms(texts: Sequence[str]):
     vocab = {w: j for j, w in enumerate(sorted({w for d in docs for w in d}))}
     rows, cols, vals = [], [], []
     for i, words in enumerate(docs):
-        ids, counts = np.unique(np.fromiter((vocab[w] for w in words), dtype=np.int64, count=len(words)),
-                                return_counts=True)
+        ids, counts = np.unique(
+            np.fromiter((vocab[w] for w in words), dtype=np.int64, count=len(words)), return_counts=True
+        )
         rows.append(np.full(len(ids), i, dtype=np.int64))
         cols.append(ids)
         vals.append(1.0 + np.log(counts))
     n = len(docs)
     if not vocab:
         return sp.csr_matrix((n, 0)), []
-    mat = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                        shape=(n, len(vocab)))
+    mat = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, len(vocab)))
     df = np.bincount(mat.indices, minlength=len(vocab))
     mat = mat @ sp.diags(np.log((1.0 + n) / (1.0 + df)) + 1.0)
     norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
@@ -247,8 +248,9 @@ def tfidf_embeddings(texts: Sequence[str], dim: int = TFIDF_DIM, seed: int = 0) 
     return (emb / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
-def token_tfidf_embeddings(tokens: np.ndarray, offsets: np.ndarray, vocab: int, dim: int, seed: int,
-                           chunk: int = 65_536) -> np.ndarray:
+def token_tfidf_embeddings(
+    tokens: np.ndarray, offsets: np.ndarray, vocab: int, dim: int, seed: int, chunk: int = 65_536
+) -> np.ndarray:
     """``float32 [docs, dim]``, rows L2-normalised: the ``tfidf`` encoder computed from token-id arrays
     (``tokens`` cut by ``offsets``) instead of texts, whose word loop would hold one string per token.
 

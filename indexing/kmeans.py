@@ -84,8 +84,9 @@ def _lloyd(x: np.ndarray, centers: np.ndarray, n_iter: int) -> tuple[np.ndarray,
     return labels, centers
 
 
-def kmeans(x: np.ndarray, k: int, seed: int = 0, n_iter: int = 50,
-           sample_size: int = SAMPLE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def kmeans(
+    x: np.ndarray, k: int, seed: int = 0, n_iter: int = 50, sample_size: int = SAMPLE_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """Cluster the rows of ``x`` into ``k`` clusters; returns ``(labels int64 (n,), centers (k, d))``.
 
     k-means++ initialisation with ``np.random.default_rng(seed)``, then at most ``n_iter`` Lloyd
@@ -131,8 +132,9 @@ def _split(x: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
     return [part for part in np.split(order, bounds) if len(part)]
 
 
-def hierarchical_codes(x: np.ndarray, k: int, c: int, seed: int = 0, max_depth: int | None = None,
-                       progress: bool = False) -> list[list[int]]:
+def hierarchical_codes(
+    x: np.ndarray, k: int, c: int, seed: int = 0, max_depth: int | None = None, progress: bool = False
+) -> list[list[int]]:
     """DSI's semantic codes: one list of ints per row of ``x``, unique and prefix-free.
 
     All rows are clustered into ``k`` clusters (codes ``0..k'-1`` numbering the non-empty

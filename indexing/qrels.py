@@ -58,8 +58,10 @@ def _numbered(handle: BinaryIO, path: Path) -> Iterator[tuple[int, bytes]]:
         for lineno, raw in enumerate(handle, 1):
             yield lineno, raw
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
-        raise CorpusError(f"{path}:{lineno + 1}: cannot be read as gzip ({err or type(err).__name__}); the file "
-                          f"is damaged or truncated") from None
+        raise CorpusError(
+            f"{path}:{lineno + 1}: cannot be read as gzip ({err or type(err).__name__}); the file "
+            f"is damaged or truncated"
+        ) from None
 
 
 def text_lines(path: Path, *, progress: bool = False, desc: str = "") -> Iterator[tuple[int, str]]:
@@ -71,16 +73,23 @@ def text_lines(path: Path, *, progress: bool = False, desc: str = "") -> Iterato
     gz = path.suffix == ".gz"
     size = None if gz else os.path.getsize(path)
     handle: BinaryIO = gzip.open(path, "rb") if gz else open(path, "rb")
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc=desc or path.name, leave=False,
-               disable=not progress or (size is not None and size < _PROGRESS_MIN_BYTES))
+    bar = tqdm(
+        total=size,
+        unit="B",
+        unit_scale=True,
+        desc=desc or path.name,
+        leave=False,
+        disable=not progress or (size is not None and size < _PROGRESS_MIN_BYTES),
+    )
     pending = 0
     with handle, bar:
         for lineno, raw in _numbered(handle, path):
             try:
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as err:
-                raise CorpusError(f"{path}:{lineno}: not valid UTF-8 ({err.reason} at byte {err.start} "
-                                  f"of the line)") from None
+                raise CorpusError(
+                    f"{path}:{lineno}: not valid UTF-8 ({err.reason} at byte {err.start} of the line)"
+                ) from None
             pending += len(raw)
             if pending > 1 << 20:
                 bar.update(pending)
@@ -115,8 +124,10 @@ def qrels_path(source: str | os.PathLike[str], split: str) -> Path:
         file = folder / f"{split}.tsv"
         if not file.is_file():
             splits = sorted(p.stem for p in folder.glob("*.tsv")) if folder.is_dir() else []
-            raise FileNotFoundError(f"{path}: no qrels for split {split!r} (looked for {file}); "
-                                    f"splits present: {', '.join(splits) or 'none'}")
+            raise FileNotFoundError(
+                f"{path}: no qrels for split {split!r} (looked for {file}); "
+                f"splits present: {', '.join(splits) or 'none'}"
+            )
         return file
     if not path.is_file():
         raise FileNotFoundError(f"qrels file not found: {path}")
@@ -148,13 +159,20 @@ def load_qrels(source: str | os.PathLike[str], split: str = "test") -> Qrels:
                 names = ("query-id", "corpus-id", "score")  # a header line, told by its names
                 continue
             if len(fields) not in (3, 4):
-                raise CorpusError(f"{path}:{lineno}: expected 3 columns (query-id, corpus-id, score) or 4 "
-                                  f"(TREC: query-id, iteration, doc-id, relevance), got {len(fields)}")
-            names = ("query-id", "corpus-id", "score") if len(fields) == 3 else (
-                "query-id", "iteration", "doc-id", "relevance")
+                raise CorpusError(
+                    f"{path}:{lineno}: expected 3 columns (query-id, corpus-id, score) or 4 "
+                    f"(TREC: query-id, iteration, doc-id, relevance), got {len(fields)}"
+                )
+            names = (
+                ("query-id", "corpus-id", "score")
+                if len(fields) == 3
+                else ("query-id", "iteration", "doc-id", "relevance")
+            )
         if len(fields) != len(names):
-            raise CorpusError(f"{path}:{lineno}: expected {len(names)} columns ({', '.join(names)}) like "
-                              f"the lines above, got {len(fields)}")
+            raise CorpusError(
+                f"{path}:{lineno}: expected {len(names)} columns ({', '.join(names)}) like "
+                f"the lines above, got {len(fields)}"
+            )
         qid, docid, grade = fields[0], fields[-2], fields[-1]
         for name, value in ((names[0], qid), (names[-2], docid)):
             if not value:
@@ -169,15 +187,19 @@ def load_qrels(source: str | os.PathLike[str], split: str = "test") -> Qrels:
             judged[docid] = rel
             first_line[qid, docid] = lineno
         elif old != rel:
-            raise CorpusError(f"{path}:{lineno}: field {names[-1]!r}: query {qid!r}, document {docid!r} is "
-                              f"graded {rel} here but {old} on line {first_line[qid, docid]}")
+            raise CorpusError(
+                f"{path}:{lineno}: field {names[-1]!r}: query {qid!r}, document {docid!r} is "
+                f"graded {rel} here but {old} on line {first_line[qid, docid]}"
+            )
         else:
             repeats.append(f"{qid!r}/{docid!r} (lines {first_line[qid, docid]}, {lineno})")
     if not qrels:
         raise CorpusError(f"{path}: no judgments (the file is empty{' but for its header' if names else ''})")
     if repeats:
-        warn(f"{path}: {len(repeats)} repeated judgments with the same grade, each kept once: "
-             f"{examples(repeats, len(repeats))}")
+        warn(
+            f"{path}: {len(repeats)} repeated judgments with the same grade, each kept once: "
+            f"{examples(repeats, len(repeats))}"
+        )
     return qrels
 
 
@@ -217,11 +239,15 @@ def check_qrels(
     }
     problems = []
     if bad_docs:
-        problems.append(f"{len(bad_docs)} of {counts['judgments']} judgments name documents not in the "
-                        f"corpus (query/doc: {examples(bad_docs, len(bad_docs))})")
+        problems.append(
+            f"{len(bad_docs)} of {counts['judgments']} judgments name documents not in the "
+            f"corpus (query/doc: {examples(bad_docs, len(bad_docs))})"
+        )
     if bad_queries:
-        problems.append(f"{counts['unknown_queries']} judgments belong to {len(bad_queries)} queries not "
-                        f"among the queries ({examples(map(repr, bad_queries), len(bad_queries))})")
+        problems.append(
+            f"{counts['unknown_queries']} judgments belong to {len(bad_queries)} queries not "
+            f"among the queries ({examples(map(repr, bad_queries), len(bad_queries))})"
+        )
     if problems:
         message = f"{name}: " + "; ".join(problems)
         if on_dangling == "error":

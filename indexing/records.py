@@ -60,8 +60,10 @@ def id_problem(value: str) -> str | None:
     for i, ch in enumerate(value):
         if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp", "Zs"):
             name = unicodedata.name(ch, "") or f"U+{ord(ch):04X}"
-            return f"contains {name.lower() if ch.isascii() else name} ({ch!r}) at position {i}; ids are " \
-                   f"written to TREC run files, which whitespace and control characters would break"
+            return (
+                f"contains {name.lower() if ch.isascii() else name} ({ch!r}) at position {i}; ids are "
+                f"written to TREC run files, which whitespace and control characters would break"
+            )
     return None
 
 
@@ -109,8 +111,11 @@ def _json_records(path: Path, progress: bool) -> Iterator[tuple[int, dict[str, A
     for lineno, line in text_lines(path, progress=progress):
         if not line or line.isspace():
             continue
-        hint = ("; this looks like a JSON array, expected JSON lines (one object per line)"
-                if lineno == 1 and line.lstrip().startswith("[") else "")
+        hint = (
+            "; this looks like a JSON array, expected JSON lines (one object per line)"
+            if lineno == 1 and line.lstrip().startswith("[")
+            else ""
+        )
         try:
             record = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
@@ -125,8 +130,10 @@ def _json_records(path: Path, progress: bool) -> Iterator[tuple[int, dict[str, A
         if "\\u" in line:  # only a \u escape can smuggle a lone surrogate, which no text encoding can hold
             for key, value in record.items():
                 if key in _KEPT and isinstance(value, str) and not _encodable(value):
-                    raise CorpusError(f"{path}:{lineno}: field {key!r}: holds a lone surrogate escape (\\ud800 to "
-                                      f"\\udfff without its pair), which is not text")
+                    raise CorpusError(
+                        f"{path}:{lineno}: field {key!r}: holds a lone surrogate escape (\\ud800 to "
+                        f"\\udfff without its pair), which is not text"
+                    )
         yield lineno, record
 
 
@@ -161,9 +168,7 @@ def _csv_rows(path: Path, progress: bool) -> Iterator[tuple[int, list[str]]]:
         csv.field_size_limit(limit)
 
 
-def _csv_records(
-    path: Path, delimiter: str, kind: str, progress: bool
-) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv_records(path: Path, delimiter: str, kind: str, progress: bool) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows of a tsv/csv file with a header, as records keyed ``_id``, ``text``, ... (line = first line)."""
     numbered = _tsv_rows(path, progress) if delimiter == "\t" else _csv_rows(path, progress)
     header_line, header = next(numbered, (1, None))
@@ -177,15 +182,15 @@ def _csv_records(
     id_col = next((header.index(k) for k in keys if k in header), None)
     if id_col is None or "text" not in header:
         field, wanted = ("_id", " or ".join(map(repr, keys))) if id_col is None else ("text", "'text'")
-        raise CorpusError(f"{path}:{header_line}: field {field!r}: the header has no {wanted} column "
-                          f"(columns: {', '.join(header)})")
+        raise CorpusError(
+            f"{path}:{header_line}: field {field!r}: the header has no {wanted} column (columns: {', '.join(header)})"
+        )
     wanted_cols = ("title", *EXTRAS) if kind == "corpus" else ()
     cols = {"_id": id_col, "text": header.index("text")}
     cols.update({k: header.index(k) for k in wanted_cols if k in header})
     for lineno, row in numbered:
         if len(row) != len(header):
-            raise CorpusError(f"{path}:{lineno}: expected {len(header)} fields as in the header, "
-                              f"got {len(row)}")
+            raise CorpusError(f"{path}:{lineno}: expected {len(header)} fields as in the header, got {len(row)}")
         yield lineno, {key: row[i] for key, i in cols.items()}
 
 
@@ -232,9 +237,16 @@ def _collect(records: Iterator[tuple[int, dict[str, Any]]], where: str, kind: st
 
 
 def _arrow_type_name(kind: pa.DataType) -> str:
-    checks = [(pa.types.is_null, "null"), (pa.types.is_integer, "int"), (pa.types.is_floating, "float"),
-              (pa.types.is_boolean, "bool"), (pa.types.is_struct, "object"), (pa.types.is_list, "list"),
-              (pa.types.is_large_list, "list"), (pa.types.is_fixed_size_list, "list")]
+    checks = [
+        (pa.types.is_null, "null"),
+        (pa.types.is_integer, "int"),
+        (pa.types.is_floating, "float"),
+        (pa.types.is_boolean, "bool"),
+        (pa.types.is_struct, "object"),
+        (pa.types.is_list, "list"),
+        (pa.types.is_large_list, "list"),
+        (pa.types.is_fixed_size_list, "list"),
+    ]
     return next((name for check, name in checks if check(kind)), str(kind))
 
 
@@ -245,8 +257,7 @@ def _string_column(column: pa.ChunkedArray, where: str, field: str, ints: bool =
         column = column.cast(pa.string())
     elif not pa.types.is_string(column.type):
         row = max(pc.index(pc.is_valid(column), True).as_py(), 0)
-        raise CorpusError(f"{where} row {row}: field {field!r}: expected a string, "
-                          f"got {_arrow_type_name(column.type)}")
+        raise CorpusError(f"{where} row {row}: field {field!r}: expected a string, got {_arrow_type_name(column.type)}")
     if column.null_count:
         row = pc.index(pc.is_null(column), True).as_py()
         raise CorpusError(f"{where} row {row}: field {field!r}: expected a string, got null")
@@ -274,8 +285,11 @@ def _read_table(table: pa.Table, features: datasets.Features, where: str, kind: 
             raise CorpusError(f"{where} row {row}: field {id_key!r}: {value!r} {problem}")
     columns = {"_id": ids}
     if kind == "corpus":
-        columns["title"] = (_string_column(table["title"], where, "title") if "title" in names
-                            else pa.chunked_array([pa.array([""] * len(table), pa.string())]))
+        columns["title"] = (
+            _string_column(table["title"], where, "title")
+            if "title" in names
+            else pa.chunked_array([pa.array([""] * len(table), pa.string())])
+        )
     columns["text"] = _string_column(table["text"], where, "text")
     if kind == "corpus":
         columns.update({k: table[k] for k in EXTRAS if k in names})
@@ -294,8 +308,10 @@ def _pick_split(loaded: datasets.Dataset | datasets.DatasetDict, kind: str, name
         return loaded[kind]
     if len(loaded) == 1:
         return next(iter(loaded.values()))
-    raise CorpusError(f"{name}: several splits ({', '.join(loaded)}) and none is called {kind!r}; "
-                      f"pass the one to use as a datasets.Dataset")
+    raise CorpusError(
+        f"{name}: several splits ({', '.join(loaded)}) and none is called {kind!r}; "
+        f"pass the one to use as a datasets.Dataset"
+    )
 
 
 def _from_hub(name: str, kind: str) -> datasets.Dataset:
@@ -306,8 +322,10 @@ def _from_hub(name: str, kind: str) -> datasets.Dataset:
         except ValueError:  # no such config: a dataset without BEIR's layout
             loaded = datasets.load_dataset(name)
     except Exception as err:
-        raise FileNotFoundError(f"{name!r} was not found locally, and loading it from the Hugging Face hub "
-                                f"failed ({type(err).__name__}: {err})") from err
+        raise FileNotFoundError(
+            f"{name!r} was not found locally, and loading it from the Hugging Face hub "
+            f"failed ({type(err).__name__}: {err})"
+        ) from err
     return _pick_split(loaded, kind, name)
 
 
@@ -316,8 +334,10 @@ def hub_qrels(name: str, split: str) -> dict[str, dict[str, int]]:
     try:
         rows = datasets.load_dataset(f"{name}-qrels", split=split)
     except Exception as err:
-        raise FileNotFoundError(f"{name!r} is not a local BEIR folder, and its qrels {name}-qrels[{split}] could "
-                                f"not be loaded from the Hugging Face hub ({type(err).__name__}: {err})") from err
+        raise FileNotFoundError(
+            f"{name!r} is not a local BEIR folder, and its qrels {name}-qrels[{split}] could "
+            f"not be loaded from the Hugging Face hub ({type(err).__name__}: {err})"
+        ) from err
     qrels: dict[str, dict[str, int]] = {}
     for row in rows:
         qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
@@ -336,14 +356,17 @@ def parse(source: Source, kind: str, progress: bool) -> Parsed:
     if isinstance(source, datasets.Dataset):
         return _read_table(arrow_table(source), source.features, "Dataset", kind)
     if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"expected a file, a BEIR folder, a Hugging Face dataset name or a datasets.Dataset, "
-                        f"got {type(source).__name__}")
+        raise TypeError(
+            f"expected a file, a BEIR folder, a Hugging Face dataset name or a datasets.Dataset, "
+            f"got {type(source).__name__}"
+        )
     source = resolve(source)
     path = Path(source)
     if path.is_dir():
         if not (path / f"{kind}.jsonl").is_file():
-            raise FileNotFoundError(f"{path} has no {kind}.jsonl (a BEIR folder holds corpus.jsonl, "
-                                    f"queries.jsonl and qrels/)")
+            raise FileNotFoundError(
+                f"{path} has no {kind}.jsonl (a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/)"
+            )
         path = path / f"{kind}.jsonl"
     if path.is_file():
         ext = (Path(path.stem) if path.suffix == ".gz" else path).suffix.lower()
@@ -354,8 +377,7 @@ def parse(source: Source, kind: str, progress: bool) -> Parsed:
                 raise CorpusError(f"{path}: not a readable parquet file ({err})") from None
             return _read_table(table, datasets.Features.from_arrow_schema(table.schema), str(path), kind)
         if ext not in _LINE_FORMATS:
-            raise CorpusError(f"{path}: unsupported file type {ext!r} (expected .jsonl, .json, .tsv, .csv "
-                              f"or .parquet)")
+            raise CorpusError(f"{path}: unsupported file type {ext!r} (expected .jsonl, .json, .tsv, .csv or .parquet)")
         fmt = _LINE_FORMATS[ext]
         records = _json_records(path, progress) if fmt == "json" else _csv_records(path, fmt, kind, progress)
         return _collect(records, str(path), kind)
@@ -383,15 +405,20 @@ def dedupe(parsed: Parsed, on_duplicate: str) -> list[int] | None:
         if seen != row:
             repeated.setdefault(doc_id, [seen]).append(row)
     unit, at = ("lines", parsed.lines) if parsed.lines is not None else ("rows", range(len(ids)))
-    described = (f"{doc_id!r} ({unit} {examples((str(at[r]) for r in rows), len(rows))})"
-                 for doc_id, rows in repeated.items())
+    described = (
+        f"{doc_id!r} ({unit} {examples((str(at[r]) for r in rows), len(rows))})" for doc_id, rows in repeated.items()
+    )
     extra = sum(len(rows) - 1 for rows in repeated.values())
     shown = examples(described, len(repeated))
     if on_duplicate == "error":
-        raise CorpusError(f"{parsed.where}: {len(repeated)} duplicate _id values ({extra} extra rows): "
-                          f"{shown}; to keep the first of each pass on_duplicate='warn' (CLI: --on-duplicate warn; "
-                          f"recipes: data.on_duplicate=warn)")
-    warn(f"{parsed.where}: {len(repeated)} duplicate _id values; kept the first of each ({extra} rows "
-         f"dropped): {shown}", stacklevel=4)
+        raise CorpusError(
+            f"{parsed.where}: {len(repeated)} duplicate _id values ({extra} extra rows): "
+            f"{shown}; to keep the first of each pass on_duplicate='warn' (CLI: --on-duplicate warn; "
+            f"recipes: data.on_duplicate=warn)"
+        )
+    warn(
+        f"{parsed.where}: {len(repeated)} duplicate _id values; kept the first of each ({extra} rows dropped): {shown}",
+        stacklevel=4,
+    )
     dropped = {row for rows in repeated.values() for row in rows[1:]}
     return [row for row in range(len(ids)) if row not in dropped]

@@ -49,8 +49,9 @@ def draw_tokens(cdf: np.ndarray, ids: np.ndarray, n: int, rng: np.random.Generat
     return out
 
 
-def zipf_token_stream(n_tokens: int, vocab: int = 32000, s: float = 1.0,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def zipf_token_stream(
+    n_tokens: int, vocab: int = 32000, s: float = 1.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """``(tokens [n_tokens], doc_offsets int64)``: documents of 64-192 tokens (uniform), the last one
     cut so that the corpus has exactly ``n_tokens`` tokens."""
     rng = np.random.default_rng(seed)
@@ -74,8 +75,9 @@ def document_lengths(n_docs: int, min_length: int, max_length: int, seed: int) -
     return np.random.default_rng(length_seed).integers(min_length, max_length + 1, size=n_docs, dtype=np.int64)
 
 
-def zipf_documents(n_docs: int, vocab: int = 32000, s: float = 1.0, min_length: int = 64, max_length: int = 64,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def zipf_documents(
+    n_docs: int, vocab: int = 32000, s: float = 1.0, min_length: int = 64, max_length: int = 64, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """``(tokens, doc_offsets int64 [n_docs + 1])``: ``n_docs`` documents of ``min_length..max_length``
     tokens (uniform), every token i.i.d. Zipf(``s``) over ``[2, vocab)``.
 

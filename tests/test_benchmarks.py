@@ -25,9 +25,26 @@ def bench(monkeypatch):
 def test_ngram_decoding_genret_returns_the_seal_anchors_beams(bench, tmp_path) -> None:
     """genret's hybrid n-gram constraint gives the beams of SEAL's per-beam full enumeration, and every
     n-gram either returns occurs in the corpus."""
-    report = bench("ngram_decoding").main(["--tokens", "200k", "--model", "tiny", "--batch", "3", "--beams", "4",
-                                           "--reps", "1", "--anchor-reps", "1", "--warmup", "0",
-                                           "--json", str(tmp_path / "out.json")])
+    report = bench("ngram_decoding").main(
+        [
+            "--tokens",
+            "200k",
+            "--model",
+            "tiny",
+            "--batch",
+            "3",
+            "--beams",
+            "4",
+            "--reps",
+            "1",
+            "--anchor-reps",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            str(tmp_path / "out.json"),
+        ]
+    )
     (result,) = report["settings"]
     assert result["checks"]["same_beams_as_anchor"] and result["checks"]["queries"]["identical"] == 3
     assert result["checks"]["all_genret_ngrams_occur"] and result["checks"]["all_anchor_ngrams_occur"]
@@ -37,9 +54,24 @@ def test_ngram_decoding_genret_returns_the_seal_anchors_beams(bench, tmp_path) -
 def test_constrained_decoding_checks_hold_for_a_tiny_setting(bench, tmp_path) -> None:
     """The trie settings' checks (same beams as GENRE's dict trie, valid ids, equal replay outputs) and the
     JSON keys the issue names."""
-    report = bench("constrained_decoding").main(["--model", "tiny", "--ids", "2000", "--batch", "2", "--beams", "4",
-                                                 "--reps", "1", "--replay-reps", "1",
-                                                 "--json", str(tmp_path / "out.json")])
+    report = bench("constrained_decoding").main(
+        [
+            "--model",
+            "tiny",
+            "--ids",
+            "2000",
+            "--batch",
+            "2",
+            "--beams",
+            "4",
+            "--reps",
+            "1",
+            "--replay-reps",
+            "1",
+            "--json",
+            str(tmp_path / "out.json"),
+        ]
+    )
     (result,) = report["settings"]
     assert all(result["checks"].values()), result["checks"]
     for key in ("ratio_vs_unconstrained", "anchor_speedup", "constraint_only_speedup"):
@@ -49,8 +81,20 @@ def test_constrained_decoding_checks_hold_for_a_tiny_setting(bench, tmp_path) ->
 def test_ngram_index_benchmark_runs_both_backends_and_their_steps_agree(bench, tmp_path) -> None:
     """Both backends are built, timed and allow the same tokens on the step (the script raises if not);
     the sa follower table is reported."""
-    report = bench("ngram_index").main(["--tokens", "30000", "--reps", "1", "--target-ms", "0.5",
-                                        "--workdir", str(tmp_path / "work"), "--json", str(tmp_path / "out.json")])
+    report = bench("ngram_index").main(
+        [
+            "--tokens",
+            "30000",
+            "--reps",
+            "1",
+            "--target-ms",
+            "0.5",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(tmp_path / "out.json"),
+        ]
+    )
     by_backend = {r["backend"]: r for r in report["results"]}
     assert set(by_backend) == {"sa", "fm"}
     assert by_backend["sa"]["followers"]["rows"] >= 0 and "followers" not in by_backend["fm"]
@@ -64,8 +108,9 @@ def test_seal_scoring_benchmark_finds_the_reference_rankings(bench, tmp_path) ->
     """The numba scoring and its pure-Python reference give the same rankings on the no-model check's
     n-grams (the script raises if not); both are timed and the ratio reported."""
     fixture = Path(__file__).resolve().parent / "fixtures" / "tiny_beir"
-    report = bench("seal_scoring").main(["--data", str(fixture), "--queries", "5", "--reps", "1",
-                                         "--json", str(tmp_path / "out.json")])
+    report = bench("seal_scoring").main(
+        ["--data", str(fixture), "--queries", "5", "--reps", "1", "--json", str(tmp_path / "out.json")]
+    )
     assert report["checks"]["identical_rankings"] and report["checks"]["queries"] == 5
     assert set(report["results"]) == {"reference", "new", "new_first_stage_only"}
     assert report["ratio_reference_over_new"] > 0 and 0 <= report["ndcg10"]["new"] <= 1

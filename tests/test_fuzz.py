@@ -75,8 +75,11 @@ def reference_jsonl(text: str, kind: str) -> list[dict[str, str]]:
         if doc_id in seen:
             raise Refused
         seen.add(doc_id)
-        rows.append({"_id": doc_id, "title": title, "text": text_value} if kind == "corpus"
-                    else {"_id": doc_id, "text": text_value})
+        rows.append(
+            {"_id": doc_id, "title": title, "text": text_value}
+            if kind == "corpus"
+            else {"_id": doc_id, "text": text_value}
+        )
     if kind == "corpus" and not rows:
         raise Refused
     return rows
@@ -145,16 +148,40 @@ def outcome(load: Any, reference: Any) -> tuple[str, Any]:
 
 # --- strategies ------------------------------------------------------------------------------------------------
 
-scalars = st.one_of(st.text(max_size=8), st.integers(-3, 3), st.none(), st.booleans(), st.floats(allow_nan=False),
-                    st.lists(st.integers(0, 2), max_size=2), st.sampled_from(["a b", "x\u200by", "\ud800", "d1"]))
+scalars = st.one_of(
+    st.text(max_size=8),
+    st.integers(-3, 3),
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.lists(st.integers(0, 2), max_size=2),
+    st.sampled_from(["a b", "x\u200by", "\ud800", "d1"]),
+)
 records = st.dictionaries(st.sampled_from(["_id", "title", "text", "meta"]), scalars, max_size=4)
-good_records = st.builds(lambda i, t, x: {"_id": i, "title": t, "text": x},
-                         st.sampled_from(["d1", "d2", "d3", 7, "d 4"]), st.text(max_size=6), st.text(max_size=6))
+good_records = st.builds(
+    lambda i, t, x: {"_id": i, "title": t, "text": x},
+    st.sampled_from(["d1", "d2", "d3", 7, "d 4"]),
+    st.text(max_size=6),
+    st.text(max_size=6),
+)
 raw_lines = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=12)
 json_lines = st.one_of(
-    good_records.map(json.dumps), good_records.map(json.dumps), records.map(json.dumps), raw_lines,
-    st.sampled_from(['{"_id": "a", "_id": "b", "text": "x"}', "[1, 2]", "", "   ", "{", "[" * 3000 + "]" * 3000,
-                     '"just a string"', '{"_id": "z", "text": "\\ud83d"}']),
+    good_records.map(json.dumps),
+    good_records.map(json.dumps),
+    records.map(json.dumps),
+    raw_lines,
+    st.sampled_from(
+        [
+            '{"_id": "a", "_id": "b", "text": "x"}',
+            "[1, 2]",
+            "",
+            "   ",
+            "{",
+            "[" * 3000 + "]" * 3000,
+            '"just a string"',
+            '{"_id": "z", "text": "\\ud83d"}',
+        ]
+    ),
 )
 tsv_fields = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r"), max_size=6)
 tsv_lines = st.one_of(
@@ -163,8 +190,12 @@ tsv_lines = st.one_of(
     st.sampled_from(['d9\tt\t"opens', 'd8\t"q"\tsays "hi"', "", " "]),
 )
 qrels_lines = st.one_of(
-    st.builds(lambda q, d, g: f"{q}\t{d}\t{g}", st.sampled_from(["q1", "q2", ""]), st.sampled_from(["d1", "d2", ""]),
-              st.sampled_from(["0", "1", "2", "x", "1.5", "-1", "99999999999"])),
+    st.builds(
+        lambda q, d, g: f"{q}\t{d}\t{g}",
+        st.sampled_from(["q1", "q2", ""]),
+        st.sampled_from(["d1", "d2", ""]),
+        st.sampled_from(["0", "1", "2", "x", "1.5", "-1", "99999999999"]),
+    ),
     st.sampled_from(["query-id\tcorpus-id\tscore", "q1\td1", "q1\td1\t1\textra", "", "  "]),
 )
 
@@ -179,11 +210,14 @@ def test_jsonl_corpora_and_queries(tmp_path: Path, lines: list[str], kind: str) 
     path = tmp_path / "c.jsonl"
     path.write_bytes(text.encode("utf-8"))
     if kind == "corpus":
-        expected, got = outcome(lambda: load_corpus(path, progress=False).to_list(),
-                                lambda: reference_jsonl(text, "corpus"))
+        expected, got = outcome(
+            lambda: load_corpus(path, progress=False).to_list(), lambda: reference_jsonl(text, "corpus")
+        )
     else:
-        expected, got = outcome(lambda: [{"_id": k, "text": v} for k, v in load_queries(path).items()],
-                                lambda: reference_jsonl(text, "queries"))
+        expected, got = outcome(
+            lambda: [{"_id": k, "text": v} for k, v in load_queries(path).items()],
+            lambda: reference_jsonl(text, "queries"),
+        )
     assert got == expected
 
 
@@ -210,13 +244,17 @@ def test_qrels(tmp_path: Path, lines: list[str]) -> None:
 keys = st.sampled_from(["name", "data", "train", "lr", "epochs", "eval", "k", "path", "docids", "scheme", "bogus"])
 yaml_values = st.recursive(
     st.one_of(st.integers(-2, 5), st.floats(allow_nan=True), st.text(max_size=5), st.booleans(), st.none()),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=3)), max_leaves=8)
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=3)),
+    max_leaves=8,
+)
 
 
 @FUZZ
-@given(document=st.dictionaries(keys, yaml_values, max_size=4), raw=st.sampled_from(["", "a: [1", "x: 1\nx: 2\n",
-                                                                                       "- 1\n", "\t:"]),
-       override=st.sampled_from([[], ["train.lr=-1"], ["eval.k=0"], ["train.epochs=inf"], ["data="]]))
+@given(
+    document=st.dictionaries(keys, yaml_values, max_size=4),
+    raw=st.sampled_from(["", "a: [1", "x: 1\nx: 2\n", "- 1\n", "\t:"]),
+    override=st.sampled_from([[], ["train.lr=-1"], ["eval.k=0"], ["train.epochs=inf"], ["data="]]),
+)
 def test_recipes_load_or_raise_config_errors(tmp_path: Path, document: dict, raw: str, override: list[str]) -> None:
     import yaml
 
@@ -239,11 +277,15 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @FUZZ
-@given(key=st.sampled_from(["files", "config", "counts", "kind", "format_version", "digest", "extra"]),
-       value=yaml_values, entry=st.sampled_from(["a.npy", "../x", "/etc/passwd", "b.json", "c"]),
-       redigest=st.booleans())
-def test_manifests_load_or_raise_artifact_errors(artifact: Path, tmp_path: Path, key: str, value: Any, entry: str,
-                                                 redigest: bool) -> None:
+@given(
+    key=st.sampled_from(["files", "config", "counts", "kind", "format_version", "digest", "extra"]),
+    value=yaml_values,
+    entry=st.sampled_from(["a.npy", "../x", "/etc/passwd", "b.json", "c"]),
+    redigest=st.booleans(),
+)
+def test_manifests_load_or_raise_artifact_errors(
+    artifact: Path, tmp_path: Path, key: str, value: Any, entry: str, redigest: bool
+) -> None:
     import shutil
 
     from indexing.artifacts import _digest

@@ -37,8 +37,11 @@ def _owner(name: str, modules: dict[str, Path], scripts: str | None) -> str | No
     return name or None
 
 
-def import_graph(root: Path, packages: tuple[str, ...], script_folders: tuple[str, ...] = SCRIPT_FOLDERS,
-                 ) -> dict[str, set[str]]:
+def import_graph(
+    root: Path,
+    packages: tuple[str, ...],
+    script_folders: tuple[str, ...] = SCRIPT_FOLDERS,
+) -> dict[str, set[str]]:
     """``{module: modules it imports}`` over every import statement in every file."""
     modules = module_files(root, packages)
     graph: dict[str, set[str]] = {}
@@ -129,7 +132,12 @@ def test_no_import_cycles() -> None:
 def test_trec_runs_and_qrels_are_a_leaf() -> None:
     graph = import_graph(ROOT, PACKAGES)
     assert graph["indexing.trec"] == set()
-    defined = [name for name, path in module_files(ROOT, ("genret", "indexing")).items()
-               if any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "Qrels" for t in n.targets)
-                      for n in ast.parse(path.read_text()).body)]
+    defined = [
+        name
+        for name, path in module_files(ROOT, ("genret", "indexing")).items()
+        if any(
+            isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "Qrels" for t in n.targets)
+            for n in ast.parse(path.read_text()).body
+        )
+    ]
     assert defined == ["indexing.trec"]

@@ -70,8 +70,10 @@ def test_a_mistyped_recipe_path_is_an_error_not_the_packaged_recipe(tmp_path: Pa
 
 
 def test_overrides_apply_with_types() -> None:
-    recipe = load_recipe("quickstart", ["train.epochs=2", "docids.scheme=atomic", "data.max_docs=50",
-                                        "docids.params={}", "train.lr=1e-3"])
+    recipe = load_recipe(
+        "quickstart",
+        ["train.epochs=2", "docids.scheme=atomic", "data.max_docs=50", "docids.params={}", "train.lr=1e-3"],
+    )
     assert recipe.train.epochs == 2.0 and isinstance(recipe.train.epochs, float)
     assert recipe.docids.scheme == "atomic" and recipe.docids.params == {} and recipe.data.max_docs == 50
     assert recipe.train.lr == 1e-3
@@ -113,33 +115,40 @@ def test_bad_override_is_an_error() -> None:
         load_recipe("quickstart", ["train.epoch=3"])
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("train.lr=nan", "train: lr must be a finite positive number, got nan"),
-    ("train.lr=-1", "train: lr must be a finite positive number"),
-    ("train.epochs=.inf", "train: epochs must be a finite positive number, got inf"),
-    ("train.warmup_ratio=5", "train: warmup_ratio must be below 1"),
-    ("train.weight_decay=-0.1", "train: weight_decay must be a finite non-negative number"),
-    ("eval.k=0", "eval: k must be a finite positive number, got 0"),
-    ("eval.baselines=[bm25,splade]", "eval: baselines: unknown 'splade'; known: bm25, dense"),
-    ("eval.measures=[bogus]", "eval: unknown measure 'bogus'"),
-    ("search.num_beams=0", "search: num_beams must be a finite positive number"),
-    ("seal.search.num_beams=-1", "seal.search: num_beams must be a finite positive number"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.lr=nan", "train: lr must be a finite positive number, got nan"),
+        ("train.lr=-1", "train: lr must be a finite positive number"),
+        ("train.epochs=.inf", "train: epochs must be a finite positive number, got inf"),
+        ("train.warmup_ratio=5", "train: warmup_ratio must be below 1"),
+        ("train.weight_decay=-0.1", "train: weight_decay must be a finite non-negative number"),
+        ("eval.k=0", "eval: k must be a finite positive number, got 0"),
+        ("eval.baselines=[bm25,splade]", "eval: baselines: unknown 'splade'; known: bm25, dense"),
+        ("eval.measures=[bogus]", "eval: unknown measure 'bogus'"),
+        ("search.num_beams=0", "search: num_beams must be a finite positive number"),
+        ("seal.search.num_beams=-1", "seal.search: num_beams must be a finite positive number"),
+    ],
+)
 def test_bad_values_are_refused_when_the_recipe_loads(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_recipe("quickstart", [override])
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("name: a\ntrain:\n  lr: 0.1\n  lr: 0.2\n", "line 4: key 'lr' is given twice in one mapping (first on line 3)"),
-    ("name: a\nname: b\n", "key 'name' is given twice"),
-    ("", "the file is empty"),
-    ("# only a comment\n", "the file is empty"),
-    ("- a\n- b\n", "expected a mapping at the top level"),
-])
-def test_recipe_files_with_repeated_keys_or_nothing_in_them_are_refused(tmp_path: Path, text: str,
-                                                                        message: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: a\ntrain:\n  lr: 0.1\n  lr: 0.2\n", "line 4: key 'lr' is given twice in one mapping (first on line 3)"),
+        ("name: a\nname: b\n", "key 'name' is given twice"),
+        ("", "the file is empty"),
+        ("# only a comment\n", "the file is empty"),
+        ("- a\n- b\n", "expected a mapping at the top level"),
+    ],
+)
+def test_recipe_files_with_repeated_keys_or_nothing_in_them_are_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
     path = tmp_path / "r.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

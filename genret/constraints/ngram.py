@@ -60,11 +60,21 @@ class NgramConstraint:
     marker of the index's title view); decoding continues from their range.
     """
 
-    def __init__(self, index: NgramIndex, eos_token_id: int, fill_token_id: int, enumerate_width: int = 1000,
-                 keep_top: int = 40, prefix: Sequence[int] = (), threads: int = 1) -> None:
+    def __init__(
+        self,
+        index: NgramIndex,
+        eos_token_id: int,
+        fill_token_id: int,
+        enumerate_width: int = 1000,
+        keep_top: int = 40,
+        prefix: Sequence[int] = (),
+        threads: int = 1,
+    ) -> None:
         if keep_top < 1 or enumerate_width < 0 or threads < 1:
-            raise ValueError(f"keep_top and threads must be >= 1 and enumerate_width >= 0, got {keep_top}, "
-                             f"{threads}, {enumerate_width}")
+            raise ValueError(
+                f"keep_top and threads must be >= 1 and enumerate_width >= 0, got {keep_top}, "
+                f"{threads}, {enumerate_width}"
+            )
         self.threads = int(threads)
         """Threads for the top-k over wide rows' scores (the step's largest cost, a pass over memory): a
         second thread helps when a core is idle and costs time when it is busy, so 1 unless the machine
@@ -82,8 +92,10 @@ class NgramConstraint:
         index.follower_table()  # sa's follower bitmaps: built now, not in the first decoding step
 
     def __repr__(self) -> str:
-        return (f"NgramConstraint({self.index!r}, eos={self.eos_token_id}, enumerate_width={self.enumerate_width}, "
-                f"keep_top={self.keep_top})")
+        return (
+            f"NgramConstraint({self.index!r}, eos={self.eos_token_id}, enumerate_width={self.enumerate_width}, "
+            f"keep_top={self.keep_top})"
+        )
 
     # ------------------------------------------------------------ state <-> ranges
 
@@ -104,8 +116,9 @@ class NgramConstraint:
         """``n`` rows at the prefix (the empty n-gram when there is none)."""
         start = self._start[np.zeros(n, dtype=np.int64)]
         live = np.full(n, start.counts[0] > 0 if n else True)
-        return self._to_state(Ranges(start.lo, start.hi, np.full(n, len(self.prefix), dtype=np.int64)), live,
-                              torch.device(device))
+        return self._to_state(
+            Ranges(start.lo, start.hi, np.full(n, len(self.prefix), dtype=np.int64)), live, torch.device(device)
+        )
 
     def advance(self, state: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Each row's n-gram extended by its token; eos, a negative token or a token that does not
@@ -182,8 +195,7 @@ class NgramConstraint:
                 else:
                     at = torch.from_numpy(np.stack([owner[take], tokens[take]])).to(scores.device)
                     values[take] = scores[at[0], at[1]].to("cpu", torch.float64).numpy()
-                chosen = select_best(offsets, tokens, values, np.zeros(len(select), dtype=bool), take,
-                                      self.keep_top)
+                chosen = select_best(offsets, tokens, values, np.zeros(len(select), dtype=bool), take, self.keep_top)
                 rows.append(owner[chosen])
                 cols.append(tokens[chosen])
         narrow_rows = np.flatnonzero(narrow)
@@ -224,8 +236,9 @@ class NgramConstraint:
             return np.full(len(rows), -1, dtype=np.int64)
         return table.rows(ranges.lo[rows, 0], ranges.hi[rows, 0], ranges.depth[rows])
 
-    def _best_known(self, ranges: Ranges, rows: np.ndarray, among: np.ndarray,
-                    host: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _best_known(
+        self, ranges: Ranges, rows: np.ndarray, among: np.ndarray, host: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(rows, tokens, known)``: for the rows ``among`` whose followers the index keeps as a
         bitmap (``sa``), their ``keep_top`` best followers from one pass over their scores, and
         which rows those were."""
@@ -249,8 +262,9 @@ class NgramConstraint:
         first = top_tokens(host, chunks[0], k)
         return np.concatenate([first] + [f.result() for f in futures])
 
-    def _check_top(self, ranges: Ranges, rows: np.ndarray, scores: torch.Tensor,
-                   host: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _check_top(
+        self, ranges: Ranges, rows: np.ndarray, scores: torch.Tensor, host: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The allowed tokens of wide rows: candidates in score order, ``keep_top`` found per row.
 
         Returns ``(rows, tokens, select)``: the pairs found, and the rows left to ``_allowed`` to
@@ -279,8 +293,9 @@ class NgramConstraint:
                     sub = scores[torch.from_numpy(pending).to(scores.device)]
                     cand = torch.topk(sub, k, dim=1).indices.to("cpu").numpy()
             new = cand[:, checked:upto]
-            ok = self.index.first_occurring(ranges, pending, np.where(new == self.eos_token_id, -1, new),
-                                            self.keep_top - hits)
+            ok = self.index.first_occurring(
+                ranges, pending, np.where(new == self.eos_token_id, -1, new), self.keep_top - hits
+            )
             kept, total = first_hits(ok, hits, self.keep_top)  # each row's hits, up to keep_top in all
             done = (total >= self.keep_top) | (upto >= vocab)
             known = np.zeros(len(pending), dtype=bool)
@@ -297,9 +312,11 @@ class NgramConstraint:
             found_cols.append(new[r, c])
             hits, pending, cand = total[going], pending[going], cand[going]
             checked, upto = upto, min(vocab, 2 * upto)
-        return (np.concatenate(found_rows or [np.zeros(0)]).astype(np.int64),
-                np.concatenate(found_cols or [np.zeros(0)]).astype(np.int64),
-                np.concatenate(select or [np.zeros(0)]).astype(np.int64))
+        return (
+            np.concatenate(found_rows or [np.zeros(0)]).astype(np.int64),
+            np.concatenate(found_cols or [np.zeros(0)]).astype(np.int64),
+            np.concatenate(select or [np.zeros(0)]).astype(np.int64),
+        )
 
 
 def _counts(ranges: Ranges) -> np.ndarray:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BM25Config", "BM25Retriever", "Retriever", "load_retriever"]
 
+
 def load_retriever(path: str, device: str | None = None) -> Any:
     """A trained generative retriever folder of any registered system (read from its manifest), verified, loaded."""
     from genret.systems import SYSTEMS, system_for_kind

@@ -50,12 +50,14 @@ def save_generative(retriever: Any, path: str | os.PathLike, overwrite: bool = F
         retriever.index.write_files(tmp / "index")
 
     config = {"search": to_dict(retriever.config), "index": retriever.index.manifest_config()}
-    return write_artifact(path, retriever.KIND, write, config=config, counts=retriever.index.counts(),
-                          overwrite=overwrite)
+    return write_artifact(
+        path, retriever.KIND, write, config=config, counts=retriever.index.counts(), overwrite=overwrite
+    )
 
 
-def load_generative(cls: Any, path: str | os.PathLike, index_cls: Any, search_cls: Any,
-                    device: str | None = None) -> Any:
+def load_generative(
+    cls: Any, path: str | os.PathLike, index_cls: Any, search_cls: Any, device: str | None = None
+) -> Any:
     """``cls(model, tokenizer, index, search config, device=device)`` from a folder :func:`save_generative` wrote."""
     return cls(*load_saved(Path(path), cls.KIND, index_cls, search_cls), device=device)
 
@@ -92,8 +94,14 @@ def resolve_device(name: str | None) -> Any:
     return torch.device(name)
 
 
-def search_in_batches(search_texts: SearchTexts, doc_ids: Sequence[str], queries: dict[str, str], k: int,
-                      batch_size: int, progress: bool = True) -> Run:
+def search_in_batches(
+    search_texts: SearchTexts,
+    doc_ids: Sequence[str],
+    queries: dict[str, str],
+    k: int,
+    batch_size: int,
+    progress: bool = True,
+) -> Run:
     """A Run from a batched ``search_texts``: queries in batches of ``batch_size``, rows mapped to ``doc_ids``.
 
     Under ``accelerate launch`` the queries are split across processes and the one Run is gathered
@@ -108,8 +116,9 @@ def search_in_batches(search_texts: SearchTexts, doc_ids: Sequence[str], queries
     qids = list(queries)
     if state.num_processes > 1:
         with state.split_between_processes(qids) as mine:
-            local = _search_batches(search_texts, doc_ids, list(mine), queries, k, batch_size,
-                                    progress and state.is_main_process)
+            local = _search_batches(
+                search_texts, doc_ids, list(mine), queries, k, batch_size, progress and state.is_main_process
+            )
         run: Run = {}
         for part in gather_object([local]):
             run.update(part)
@@ -117,8 +126,15 @@ def search_in_batches(search_texts: SearchTexts, doc_ids: Sequence[str], queries
     return _search_batches(search_texts, doc_ids, qids, queries, k, batch_size, progress)
 
 
-def _search_batches(search_texts: SearchTexts, doc_ids: Sequence[str], qids: list[str], queries: dict[str, str],
-                    k: int, size: int, progress: bool) -> Run:
+def _search_batches(
+    search_texts: SearchTexts,
+    doc_ids: Sequence[str],
+    qids: list[str],
+    queries: dict[str, str],
+    k: int,
+    size: int,
+    progress: bool,
+) -> Run:
     from tqdm.auto import tqdm
 
     run: Run = {}

@@ -70,8 +70,7 @@ def load_stemmer(name: str | None) -> Any:
         import Stemmer
     except ImportError:
         raise ImportError(
-            f"stemmer={name!r} needs PyStemmer, which is not installed: pip install PyStemmer "
-            "(or use stemmer=None)"
+            f"stemmer={name!r} needs PyStemmer, which is not installed: pip install PyStemmer (or use stemmer=None)"
         ) from None
     if name not in Stemmer.algorithms():
         raise ValueError(f"unknown stemmer {name!r}; PyStemmer knows {sorted(Stemmer.algorithms())}")
@@ -96,8 +95,9 @@ class BM25Retriever:
     that already exists.
     """
 
-    def __init__(self, model: bm25s.BM25, doc_ids: Sequence[str], config: BM25Config,
-                 show_progress: bool = True) -> None:
+    def __init__(
+        self, model: bm25s.BM25, doc_ids: Sequence[str], config: BM25Config, show_progress: bool = True
+    ) -> None:
         num_docs = int(model.scores["num_docs"])
         if num_docs != len(doc_ids):
             raise ValueError(f"the index holds {num_docs} documents but {len(doc_ids)} doc ids were given")
@@ -127,8 +127,15 @@ class BM25Retriever:
         ``stopwords``: a bm25s language code (``"en"``), a list of words, or None.
         ``stemmer``: None (default, needs nothing) or a PyStemmer language such as ``"english"``.
         """
-        config = BM25Config(k1=k1, b=b, method=method, delta=delta, stopwords=stopwords,  # type: ignore[arg-type]
-                            stemmer=stemmer, fields=tuple(fields))
+        config = BM25Config(
+            k1=k1,
+            b=b,
+            method=method,
+            delta=delta,
+            stopwords=stopwords,  # type: ignore[arg-type]
+            stemmer=stemmer,
+            fields=tuple(fields),
+        )
         stem = load_stemmer(stemmer)  # fail before the work if PyStemmer is missing
         doc_ids, texts = corpus_texts(corpus, config.fields)
         if not doc_ids:
@@ -137,8 +144,9 @@ class BM25Retriever:
             seen: set[str] = set()
             dupes = sorted({d for d in doc_ids if d in seen or seen.add(d)})
             raise ValueError(f"corpus has {len(dupes)} duplicate _id(s), e.g. {dupes[:5]}")
-        tokens = bm25s.tokenize(texts, stopwords=config.stopwords or [], stemmer=stem, return_ids=False,
-                                show_progress=show_progress)
+        tokens = bm25s.tokenize(
+            texts, stopwords=config.stopwords or [], stemmer=stem, return_ids=False, show_progress=show_progress
+        )
         model = bm25s.BM25(k1=k1, b=b, delta=delta, method=method)
         model.index(tokens, show_progress=show_progress)
         return cls(model, doc_ids, config, show_progress=show_progress)
@@ -159,8 +167,13 @@ class BM25Retriever:
         if not queries:
             return run
         qids = list(queries)
-        tokens = bm25s.tokenize([queries[q] or "" for q in qids], stopwords=self.config.stopwords or [],
-                                stemmer=self._stemmer, return_ids=False, show_progress=False)
+        tokens = bm25s.tokenize(
+            [queries[q] or "" for q in qids],
+            stopwords=self.config.stopwords or [],
+            stemmer=self._stemmer,
+            return_ids=False,
+            show_progress=False,
+        )
         vocab = self.model.vocab_dict
         ids = [[vocab[t] for t in toks if t and t in vocab] for toks in tokens]
         live = [i for i, query_ids in enumerate(ids) if query_ids]
@@ -218,8 +231,10 @@ class BM25Retriever:
     def __repr__(self) -> str:
         c = self.config
         stopwords = c.stopwords if c.stopwords is None or isinstance(c.stopwords, str) else "custom"
-        return (f"BM25Retriever({len(self.doc_ids)} documents, method={c.method!r}, k1={c.k1}, b={c.b}, "
-                f"stopwords={stopwords!r}, stemmer={c.stemmer!r}, fields={c.fields})")
+        return (
+            f"BM25Retriever({len(self.doc_ids)} documents, method={c.method!r}, k1={c.k1}, b={c.b}, "
+            f"stopwords={stopwords!r}, stemmer={c.stemmer!r}, fields={c.fields})"
+        )
 
 
 __all__ = ["BM25Config", "BM25Retriever", "load_stemmer"]

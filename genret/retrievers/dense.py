@@ -58,8 +58,14 @@ class DenseRetriever:
             save_npy(tmp, "embeddings.npy", self.embeddings)
             save_json(tmp, "doc_ids.json", self.doc_ids)
 
-        return write_artifact(path, KIND, write, config={"encoder": self.encoder},
-                              counts={"documents": len(self.doc_ids)}, overwrite=overwrite)
+        return write_artifact(
+            path,
+            KIND,
+            write,
+            config={"encoder": self.encoder},
+            counts={"documents": len(self.doc_ids)},
+            overwrite=overwrite,
+        )
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> DenseRetriever:

@@ -46,8 +46,14 @@ class DsiRetriever:
     KIND = "dsi-retriever"
     """The manifest kind of a saved folder (``genret.systems`` finds the system by it)."""
 
-    def __init__(self, model: Any, tokenizer: Any, index: DocidIndex, config: SearchConfig | None = None,
-                 device: str | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        index: DocidIndex,
+        config: SearchConfig | None = None,
+        device: str | None = None,
+    ) -> None:
         self.model = model.to(resolve_device(device)).eval()
         self.tokenizer = tokenizer
         self.index = index
@@ -67,19 +73,25 @@ class DsiRetriever:
         trie = self.index.trie
         k = min(k, len(self.index))
         beams = max(self.config.num_beams, k)
-        enc = self.tokenizer(texts, truncation=True, max_length=self.config.max_source_length, padding=True,
-                             return_tensors="pt").to(self.device)
+        enc = self.tokenizer(
+            texts, truncation=True, max_length=self.config.max_source_length, padding=True, return_tensors="pt"
+        ).to(self.device)
         processor = ConstrainedLogitsProcessor(self.constraint, num_beams=beams, inplace=beams > 1)  # one per call
         greedy = beams == 1  # generate's greedy search: no sequences_scores, and beam-only flags are not valid
         # early_stopping="never" (exact for length_penalty=0): with True, generate stops once num_beams hypotheses
         # are finished, counting copies of the beams it starts at -1e9 when the trie leaves fewer candidates than
         # that; with k near the number of documents some ids were never reached and repeats scored -1e9 came back
         out = self.model.generate(
-            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+            input_ids=enc["input_ids"],
+            attention_mask=enc["attention_mask"],
             logits_processor=LogitsProcessorList([processor]),
-            num_beams=beams, num_return_sequences=k, do_sample=False,
+            num_beams=beams,
+            num_return_sequences=k,
+            do_sample=False,
             **({} if greedy else {"length_penalty": 0.0, "early_stopping": "never"}),
-            max_new_tokens=trie.max_depth, output_scores=not greedy, output_logits=greedy,
+            max_new_tokens=trie.max_depth,
+            output_scores=not greedy,
+            output_logits=greedy,
             return_dict_in_generate=True,
         )
         if not greedy:
@@ -108,8 +120,7 @@ class DsiRetriever:
     def search(self, queries: dict[str, str], k: int = 10, progress: bool = True) -> Run:
         """``{qid: {doc_id: score}}`` for the top ``k`` documents of every query."""
         check_k(k)
-        return search_in_batches(self.search_texts, self.index.doc_ids, queries, k, self.config.batch_size,
-                                 progress)
+        return search_in_batches(self.search_texts, self.index.doc_ids, queries, k, self.config.batch_size, progress)
 
     def save_pretrained(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Model (safetensors), tokenizer, identifiers, trie and search config as one verified folder."""

@@ -81,8 +81,11 @@ class SealSearchConfig:
     scoring: SealScoring = field(default_factory=SealScoring)
 
     def __post_init__(self) -> None:
-        check_numbers(self, positive=("num_beams", "max_length", "batch_size", "max_source_length", "rescore_batch"),
-                      non_negative=("enumerate_width", "keep_top", "constraint_threads", "query_ngrams"))
+        check_numbers(
+            self,
+            positive=("num_beams", "max_length", "batch_size", "max_source_length", "rescore_batch"),
+            non_negative=("enumerate_width", "keep_top", "constraint_threads", "query_ngrams"),
+        )
 
 
 def _default_threads() -> int:
@@ -116,8 +119,14 @@ class SealRetriever:
     KIND = "seal-retriever"
     """The manifest kind of a saved folder (``genret.systems`` finds the system by it)."""
 
-    def __init__(self, model: Any, tokenizer: Any, index: NgramIndex, config: SealSearchConfig | None = None,
-                 device: str | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        index: NgramIndex,
+        config: SealSearchConfig | None = None,
+        device: str | None = None,
+    ) -> None:
         self.model = model.to(resolve_device(device)).eval()
         self.tokenizer = tokenizer
         self.index = index
@@ -133,8 +142,15 @@ class SealRetriever:
         if markers and self.config.decode_titles:
             self.views["title"] = [int(markers[0])]
         self.constraints = {
-            view: NgramConstraint(index, self.eos_token_id, self.pad_token_id, self.config.enumerate_width, keep,
-                                  prefix=prefix, threads=self.config.constraint_threads or _default_threads())
+            view: NgramConstraint(
+                index,
+                self.eos_token_id,
+                self.pad_token_id,
+                self.config.enumerate_width,
+                keep,
+                prefix=prefix,
+                threads=self.config.constraint_threads or _default_threads(),
+            )
             for view, prefix in self.views.items()
         }
 
@@ -146,8 +162,11 @@ class SealRetriever:
 
     def _encode(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The queries' tokens and encoder states: computed once per batch, for both views and the rescoring."""
-        enc = dict(self.tokenizer(texts, truncation=True, max_length=self.config.max_source_length, padding=True,
-                                  return_tensors="pt").to(self.device))
+        enc = dict(
+            self.tokenizer(
+                texts, truncation=True, max_length=self.config.max_source_length, padding=True, return_tensors="pt"
+            ).to(self.device)
+        )
         return enc, self.model.get_encoder()(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])[0]
 
     def _decode(self, enc: dict[str, torch.Tensor], hidden: torch.Tensor, view: str) -> list[set[tuple[int, ...]]]:
@@ -160,11 +179,17 @@ class SealRetriever:
         recorder = NgramRecorder(beams, prompt.shape[1])
         processor = ConstrainedLogitsProcessor(self.constraints[view], num_beams=beams, inplace=beams > 1)
         out = self.model.generate(
-            encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=enc["attention_mask"],
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            attention_mask=enc["attention_mask"],
             decoder_input_ids=prompt,
-            logits_processor=LogitsProcessorList([processor, recorder]), num_beams=beams,
-            num_return_sequences=beams, do_sample=False, length_penalty=0.0, early_stopping="never",
-            max_new_tokens=self.config.max_length, return_dict_in_generate=True,
+            logits_processor=LogitsProcessorList([processor, recorder]),
+            num_beams=beams,
+            num_return_sequences=beams,
+            do_sample=False,
+            length_penalty=0.0,
+            early_stopping="never",
+            max_new_tokens=self.config.max_length,
+            return_dict_in_generate=True,
         )
         found = [set(recorder.ngrams.get(i, ())) for i in range(n)]
         for row, seq in enumerate(out.sequences[:, prompt.shape[1] :].tolist()):
@@ -190,8 +215,14 @@ class SealRetriever:
             found.append(occurring_ngrams(self.index, tokens, self.config.query_ngrams))
         return found
 
-    def _logprobs(self, enc: dict[str, torch.Tensor], hidden: torch.Tensor, owners: list[int],
-                  ngrams: list[tuple[int, ...]], prefix_len: list[int]) -> np.ndarray:
+    def _logprobs(
+        self,
+        enc: dict[str, torch.Tensor],
+        hidden: torch.Tensor,
+        owners: list[int],
+        ngrams: list[tuple[int, ...]],
+        prefix_len: list[int],
+    ) -> np.ndarray:
         """``log P(ngram | query)`` of each n-gram (its forced prefix given, not scored), teacher-forced."""
         out = np.zeros(len(ngrams), dtype=np.float64)
         size = self.config.rescore_batch
@@ -207,8 +238,9 @@ class SealRetriever:
                 scored[i, prefix_len[start + i] : len(g)] = True
             seqs, scored = seqs.to(self.device), scored.to(self.device)
             encoded = BaseModelOutput(last_hidden_state=hidden[rows])
-            logits = self.model(encoder_outputs=encoded, attention_mask=enc["attention_mask"][rows],
-                                decoder_input_ids=seqs[:, :-1]).logits.float()
+            logits = self.model(
+                encoder_outputs=encoded, attention_mask=enc["attention_mask"][rows], decoder_input_ids=seqs[:, :-1]
+            ).logits.float()
             token_lp = logits.log_softmax(-1).gather(-1, seqs[:, 1:, None]).squeeze(-1)
             out[start : start + len(chunk)] = torch.where(scored, token_lp, 0.0).sum(1).cpu().numpy()
         return out

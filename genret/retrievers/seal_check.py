@@ -53,14 +53,22 @@ def occurring_ngrams(index: NgramIndex, tokens: Sequence[int], max_n: int = 4) -
     return [g for g, c in zip(ngrams, counts.tolist(), strict=True) if c > 0]
 
 
-def check_ngrams(index: NgramIndex, tokenizer: Any, queries: Mapping[str, str],
-                 max_n: int = 4) -> dict[str, list[tuple[int, ...]]]:
+def check_ngrams(
+    index: NgramIndex, tokenizer: Any, queries: Mapping[str, str], max_n: int = 4
+) -> dict[str, list[tuple[int, ...]]]:
     """``{qid: the query's n-grams (query_ngrams of its tokens) that occur in the index}``."""
     return {qid: occurring_ngrams(index, tokenizer.encode(text), max_n) for qid, text in queries.items()}
 
 
-def ngram_check_run(index: NgramIndex, tokenizer: Any, queries: Mapping[str, str], max_n: int = 4,
-                    logprob: float = -1.0, k: int = 100, config: SealScoring | None = None) -> Run:
+def ngram_check_run(
+    index: NgramIndex,
+    tokenizer: Any,
+    queries: Mapping[str, str],
+    max_n: int = 4,
+    logprob: float = -1.0,
+    k: int = 100,
+    config: SealScoring | None = None,
+) -> Run:
     """``{qid: {doc _id: score}}``: the top ``k`` documents of :func:`score_documents` (SEAL's defaults
     unless ``config``) for each query's :func:`check_ngrams`, all with log-probability ``logprob``."""
     config = config or SealScoring()

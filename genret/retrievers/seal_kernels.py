@@ -62,8 +62,9 @@ def _claim(marks, start, length, stamp):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def first_stage_kernel(order, weights, offsets, local, n_local, occ_offsets, occ_docs, occ_starts,
-                       beta):  # pragma: no cover - compiled
+def first_stage_kernel(
+    order, weights, offsets, local, n_local, occ_offsets, occ_docs, occ_starts, beta
+):  # pragma: no cover - compiled
     """``(documents ascending, first-stage scores)`` from the occurrences of the n-grams ``order``.
 
     ``occ_*``: CSR of the occurrences, row ``r`` those of n-gram ``order[r]`` (``locate`` order).
@@ -114,8 +115,9 @@ def first_stage_kernel(order, weights, offsets, local, n_local, occ_offsets, occ
 
 
 @numba.njit(cache=True, nogil=True)
-def intersective_kernel(text, shift, begins, ends, order, weights, offsets, tokens, local, n_local,
-                        beta):  # pragma: no cover - compiled
+def intersective_kernel(
+    text, shift, begins, ends, order, weights, offsets, tokens, local, n_local, beta
+):  # pragma: no cover - compiled
     """Each document's intersective score; document ``d`` is ``text[begins[d]:ends[d]] - shift``.
 
     The n-grams ``order`` (best first) are matched wherever they occur in the document; matches are

@@ -60,8 +60,9 @@ class SealScoring:
     """Intersective rescoring on (SEAL's default) or first-stage scores only."""
 
 
-def ngram_weights(logprobs: np.ndarray, counts: np.ndarray, n_tokens: int, alpha: float,
-                  smoothing: float) -> np.ndarray:
+def ngram_weights(
+    logprobs: np.ndarray, counts: np.ndarray, n_tokens: int, alpha: float, smoothing: float
+) -> np.ndarray:
     """``w(n)`` for each n-gram (see the module docstring); 0 for n-grams that do not occur."""
     s_r = np.minimum(np.asarray(logprobs, dtype=np.float64), -1e-10)  # log(1 - e^0) would be -inf
     counts = np.asarray(counts, dtype=np.float64)
@@ -99,8 +100,9 @@ def _best_first(weights: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return order[keep[order]].astype(np.int64)
 
 
-def _first_stage(flat: Flat, weights: np.ndarray, ranges: Ranges, index: NgramIndex,
-                 config: SealScoring) -> tuple[np.ndarray, np.ndarray]:
+def _first_stage(
+    flat: Flat, weights: np.ndarray, ranges: Ranges, index: NgramIndex, config: SealScoring
+) -> tuple[np.ndarray, np.ndarray]:
     """``(documents ascending, scores)`` of the first stage (step 2 of the module docstring); ``ranges`` are the
     n-grams' ranges in ``index``, found once per query."""
     offsets, _, local, n_local = flat
@@ -109,13 +111,22 @@ def _first_stage(flat: Flat, weights: np.ndarray, ranges: Ranges, index: NgramIn
     if not len(rare):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     occ_offsets, occ_docs, occ_starts = index.locate_csr(ranges[rare], limit=config.max_hits)
-    return first_stage_kernel(rare, np.asarray(weights, dtype=np.float64), offsets, local, n_local,
-                              np.asarray(occ_offsets, dtype=np.int64), np.asarray(occ_docs, dtype=np.int64),
-                              np.asarray(occ_starts, dtype=np.int64), float(config.beta))
+    return first_stage_kernel(
+        rare,
+        np.asarray(weights, dtype=np.float64),
+        offsets,
+        local,
+        n_local,
+        np.asarray(occ_offsets, dtype=np.int64),
+        np.asarray(occ_docs, dtype=np.int64),
+        np.asarray(occ_starts, dtype=np.int64),
+        float(config.beta),
+    )
 
 
-def first_stage(ngrams: list[tuple[int, ...]], weights: np.ndarray, counts: np.ndarray, index: NgramIndex,
-                config: SealScoring) -> dict[int, float]:
+def first_stage(
+    ngrams: list[tuple[int, ...]], weights: np.ndarray, counts: np.ndarray, index: NgramIndex, config: SealScoring
+) -> dict[int, float]:
     """Document -> first-stage score from the rare n-grams' occurrences (step 2 of the module docstring)."""
     weights = np.asarray(weights, dtype=np.float64)
     if not len(ngrams):
@@ -127,8 +138,9 @@ def first_stage(ngrams: list[tuple[int, ...]], weights: np.ndarray, counts: np.n
     return dict(zip(docs.tolist(), scores.tolist(), strict=True))
 
 
-def _doc_scores(index: NgramIndex, docs: np.ndarray, order: np.ndarray, weights: np.ndarray,
-                flat: Flat, beta: float) -> np.ndarray:
+def _doc_scores(
+    index: NgramIndex, docs: np.ndarray, order: np.ndarray, weights: np.ndarray, flat: Flat, beta: float
+) -> np.ndarray:
     """Intersective score of each of ``docs`` (global numbers); ``sa`` shards are read in place."""
     offsets, tokens, local, n_local = flat
     out = np.zeros(len(docs), dtype=np.float64)
@@ -146,13 +158,19 @@ def _doc_scores(index: NgramIndex, docs: np.ndarray, order: np.ndarray, weights:
             begins = ends - lengths
             text = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
             shift = 0
-        out[rows] = intersective_kernel(text, shift, begins, ends, order, weights, offsets, tokens, local,
-                                        n_local, float(beta))
+        out[rows] = intersective_kernel(
+            text, shift, begins, ends, order, weights, offsets, tokens, local, n_local, float(beta)
+        )
     return out
 
 
-def intersective(doc_tokens: np.ndarray, ngrams: list[tuple[int, ...]], weights: np.ndarray,
-                 by_first: dict[int, list[int]], beta: float) -> float:
+def intersective(
+    doc_tokens: np.ndarray,
+    ngrams: list[tuple[int, ...]],
+    weights: np.ndarray,
+    by_first: dict[int, list[int]],
+    beta: float,
+) -> float:
     """One document's full score: greedy non-overlapping matches of the n-grams, best weight first.
 
     The n-grams matched are those ``by_first`` lists under their first token (``score_documents``
@@ -166,8 +184,16 @@ def intersective(doc_tokens: np.ndarray, ngrams: list[tuple[int, ...]], weights:
     keep[listed] = True
     order = _best_first(weights, keep)
     tokens = np.asarray(doc_tokens, dtype=np.int64).reshape(-1)
-    score = intersective_kernel(tokens, 0, np.zeros(1, dtype=np.int64), np.array([len(tokens)], dtype=np.int64),
-                                order, weights, *_flat(ngrams), float(beta))
+    score = intersective_kernel(
+        tokens,
+        0,
+        np.zeros(1, dtype=np.int64),
+        np.array([len(tokens)], dtype=np.int64),
+        order,
+        weights,
+        *_flat(ngrams),
+        float(beta),
+    )
     return float(score[0])
 
 
@@ -177,16 +203,18 @@ def _ranked(docs: np.ndarray, scores: np.ndarray) -> list[tuple[int, float]]:
     return list(zip(docs[order].tolist(), scores[order].tolist(), strict=True))
 
 
-def weighted_ngrams(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex,
-                    config: SealScoring) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]:
+def weighted_ngrams(
+    ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex, config: SealScoring
+) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]:
     """``(distinct non-empty n-grams in first-seen order, their corpus counts, their weights)``; an n-gram
     generated more than once keeps its best log-probability."""
     keys, ranges, weights = _weighted(ngrams, logprobs, index, config)
     return keys, index.count(ranges) if keys else np.zeros(0, dtype=np.int64), weights
 
 
-def _weighted(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex,
-              config: SealScoring) -> tuple[list[tuple[int, ...]], Ranges | None, np.ndarray]:
+def _weighted(
+    ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex, config: SealScoring
+) -> tuple[list[tuple[int, ...]], Ranges | None, np.ndarray]:
     """``weighted_ngrams`` with the n-grams' ranges (found once; the first stage locates from them)."""
     unique: dict[tuple[int, ...], float] = {}
     for g, lp in zip(ngrams, np.asarray(logprobs, dtype=np.float64).tolist(), strict=True):
@@ -197,13 +225,15 @@ def _weighted(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: Ngra
     if not keys:
         return keys, None, np.zeros(0)
     ranges = index.find(keys)
-    weights = ngram_weights(np.array([unique[g] for g in keys]), index.count(ranges), index.n_tokens, config.alpha,
-                            config.smoothing)
+    weights = ngram_weights(
+        np.array([unique[g] for g in keys]), index.count(ranges), index.n_tokens, config.alpha, config.smoothing
+    )
     return keys, ranges, weights
 
 
-def score_documents(ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex,
-                    config: SealScoring) -> list[tuple[int, float]]:
+def score_documents(
+    ngrams: Sequence[Sequence[int]], logprobs: np.ndarray, index: NgramIndex, config: SealScoring
+) -> list[tuple[int, float]]:
     """Documents (global numbers) with their SEAL scores, best first, for one query's n-grams."""
     keys, ranges, weights = _weighted(ngrams, logprobs, index, config)
     if ranges is None:

@@ -65,12 +65,21 @@ def run_cost_config(config: CostSweepConfig, progress: bool = True) -> Path:
     cells = [(size, scheme) for size in sorted(config.sizes) for scheme in config.schemes]
     done = done_cells(folder)
     todo = [c for c in cells if cell_key(*c) not in done]
-    with tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"{config.name} cells", unit="cell",
-              disable=not progress, position=0) as bar:
+    with tqdm(
+        total=len(cells),
+        initial=len(cells) - len(todo),
+        desc=f"{config.name} cells",
+        unit="cell",
+        disable=not progress,
+        position=0,
+    ) as bar:
         for size, scheme in todo:
             bar.set_postfix_str(cell_key(size, scheme))
-            row = _run_isolated(config, size, scheme, progress) if config.isolate else \
-                measure_cell(config, size, scheme, progress)
+            row = (
+                _run_isolated(config, size, scheme, progress)
+                if config.isolate
+                else measure_cell(config, size, scheme, progress)
+            )
             append_row(folder, row)
             bar.update(1)
     write_report(folder)
@@ -87,18 +96,22 @@ def _check_same_sweep(folder: Path, config: CostSweepConfig) -> None:
     keep = ("corpus", "semantic", "decode", "tokenizer")
     changed = [k for k in keep if old.get(k) != new.get(k)]
     if changed:
-        raise ConfigError(f"{folder}: its rows were measured with other {', '.join(changed)} settings; use "
-                          f"another output_dir (or delete {folder / 'results.jsonl'})")
+        raise ConfigError(
+            f"{folder}: its rows were measured with other {', '.join(changed)} settings; use "
+            f"another output_dir (or delete {folder / 'results.jsonl'})"
+        )
 
 
 def _run_isolated(config: CostSweepConfig, size: int, scheme: str, progress: bool) -> dict[str, Any]:
     """``measure_cell`` in a fresh interpreter; its row is the last line of its output."""
     spec = json.dumps({"config": to_dict(config), "size": size, "scheme": scheme, "progress": progress})
-    done = subprocess.run([sys.executable, "-m", "genret.scaling.cost", "--cell", spec], stdout=subprocess.PIPE,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "genret.scaling.cost", "--cell", spec], stdout=subprocess.PIPE, text=True, check=False
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"cell {cell_key(size, scheme)} failed (exit {done.returncode}); its output:\n"
-                           f"{done.stdout[-3000:]}")
+        raise RuntimeError(
+            f"cell {cell_key(size, scheme)} failed (exit {done.returncode}); its output:\n{done.stdout[-3000:]}"
+        )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -114,8 +127,9 @@ def measure_cell(config: CostSweepConfig, size: int, scheme: str, progress: bool
     cfg = config.decode
     reset = reset_peak()  # then reset again at the build and at decoding: the cell's peak is the max of both
     stages = 3 + cfg.warmup + cfg.rounds  # corpus, build, save, then each decoded batch
-    with tqdm(total=stages, desc=f"  {cell_key(size, scheme)}", unit="stage", disable=not progress, leave=False,
-              position=1) as bar:
+    with tqdm(
+        total=stages, desc=f"  {cell_key(size, scheme)}", unit="stage", disable=not progress, leave=False, position=1
+    ) as bar:
         c = config.corpus
         bar.set_postfix_str("warm-up")
         warm_up(config, scheme)
@@ -142,18 +156,31 @@ def measure_cell(config: CostSweepConfig, size: int, scheme: str, progress: bool
         "qps": decode["queries"] / decode["seconds"],
     }
     info = {
-        "corpus": {"documents": size, "tokens": int(offsets[-1]), "generator": "indexing.synthetic.zipf_documents",
-                   **dataclasses.asdict(config.corpus)},
+        "corpus": {
+            "documents": size,
+            "tokens": int(offsets[-1]),
+            "generator": "indexing.synthetic.zipf_documents",
+            **dataclasses.asdict(config.corpus),
+        },
         "build": build,
         "save": disk,
         "decode": {k: v for k, v in decode.items() if k not in ("seconds", "cell_peak_bytes")},
         "warm_up": "one unmeasured build over 200 other documents first (imports, tokenizer, numba kernels)",
-        "peak_rss": "cell process (fresh)" if config.isolate else "this process since the cell started"
-        if reset else "this process since it started (peak counter not resettable)",
+        "peak_rss": "cell process (fresh)"
+        if config.isolate
+        else "this process since the cell started"
+        if reset
+        else "this process since it started (peak counter not resettable)",
         "machine": machine_info(),
     }
-    return {"sweep": config.name, "cell": cell_key(size, scheme), "size": size, "system": scheme, "cost": cost,
-            "info": info}
+    return {
+        "sweep": config.name,
+        "cell": cell_key(size, scheme),
+        "size": size,
+        "system": scheme,
+        "cost": cost,
+        "info": info,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -163,8 +190,9 @@ def main(argv: list[str] | None = None) -> None:
         spec = json.loads(args[1])
         from genret.config import from_dict
 
-        row = measure_cell(from_dict(CostSweepConfig, spec["config"]), spec["size"], spec["scheme"],
-                           spec.get("progress", False))
+        row = measure_cell(
+            from_dict(CostSweepConfig, spec["config"]), spec["size"], spec["scheme"], spec.get("progress", False)
+        )
         print(json.dumps(row), flush=True)
         return
     if not args:

@@ -50,8 +50,11 @@ def measure_build(config: CostSweepConfig, scheme: str, tokens: np.ndarray, offs
     (what :func:`genret.scaling.cost_decode.measure_decoding` needs)."""
     rss_before = rss_now()
     reset_peak()
-    out = _build_dsi(config, scheme, tokens, offsets) if scheme in DSI_SCHEMES else \
-        _build_ngram(config, scheme, tokens, offsets)
+    out = (
+        _build_dsi(config, scheme, tokens, offsets)
+        if scheme in DSI_SCHEMES
+        else _build_ngram(config, scheme, tokens, offsets)
+    )
     out["rss_before_bytes"] = rss_before
     out["rss_delta_bytes"] = peak_rss() - rss_before
     return out
@@ -88,15 +91,25 @@ def _build_dsi(config: CostSweepConfig, scheme: str, tokens: np.ndarray, offsets
     pad = 0 if tokenizer is None else int(tokenizer.backend.token_to_id("[PAD]") or 0)
     base = docids.base_vocab_size
     return {
-        "build_s": build_s, **times,
+        "build_s": build_s,
+        **times,
         "index_bytes_memory": trie.nbytes(),
         "docid_array_bytes": int(docids.offsets.nbytes + docids.values.nbytes),
-        "trie_nodes": trie.n_nodes, "max_depth": trie.max_depth, "vocab_size": docids.vocab_size,
-        "new_tokens": len(docids.new_tokens), "tokenizer": config.tokenizer,
+        "trie_nodes": trie.n_nodes,
+        "max_depth": trie.max_depth,
+        "vocab_size": docids.vocab_size,
+        "new_tokens": len(docids.new_tokens),
+        "tokenizer": config.tokenizer,
         "scheme_params": docids.scheme,
         "index": DocidIndex(docids=docids, trie=trie, source="synthetic"),
-        "decoder": {"kind": "dsi", "trie": trie, "vocab": docids.vocab_size, "pad": pad, "eos": docids.eos_token_id,
-                    "query_vocab": base if base > 2 else docids.vocab_size},
+        "decoder": {
+            "kind": "dsi",
+            "trie": trie,
+            "vocab": docids.vocab_size,
+            "pad": pad,
+            "eos": docids.eos_token_id,
+            "query_vocab": base if base > 2 else docids.vocab_size,
+        },
     }
 
 
@@ -117,16 +130,26 @@ def _build_ngram(config: CostSweepConfig, scheme: str, tokens: np.ndarray, offse
     ids = doc_ids(len(offsets) - 1)
     start = time.perf_counter()
     docs = (tokens[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1))
-    index = NgramIndex.from_token_lists(docs, backend=backend, doc_ids=ids,
-                                        config={"vocab_size": config.corpus.vocab, "source": "synthetic"})
+    index = NgramIndex.from_token_lists(
+        docs, backend=backend, doc_ids=ids, config={"vocab_size": config.corpus.vocab, "source": "synthetic"}
+    )
     build_s = time.perf_counter() - start
     return {
-        "build_s": build_s, "tokens_per_s": index.n_tokens / build_s, "backend": backend,
-        "index_bytes_memory": index.nbytes(), "bytes_per_token_memory": index.nbytes() / index.n_tokens,
+        "build_s": build_s,
+        "tokens_per_s": index.n_tokens / build_s,
+        "backend": backend,
+        "index_bytes_memory": index.nbytes(),
+        "bytes_per_token_memory": index.nbytes() / index.n_tokens,
         "source": "token ids (no text tokenization)",
         "index": index,
-        "decoder": {"kind": "ngram", "index": index, "vocab": config.corpus.vocab, "pad": PAD, "eos": EOS,
-                    "query_vocab": config.corpus.vocab},
+        "decoder": {
+            "kind": "ngram",
+            "index": index,
+            "vocab": config.corpus.vocab,
+            "pad": PAD,
+            "eos": EOS,
+            "query_vocab": config.corpus.vocab,
+        },
     }
 
 

@@ -45,10 +45,18 @@ def measure_decoding(decoder: dict[str, Any], cfg: DecodeConfig, tick: Any = Non
         timer = TimedProcessor(ConstrainedLogitsProcessor(constraint, num_beams=cfg.beams, inplace=True))
         start = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                 logits_processor=LogitsProcessorList([timer]), num_beams=cfg.beams,
-                                 num_return_sequences=cfg.beams, do_sample=False, length_penalty=0.0,
-                                 early_stopping="never", return_dict_in_generate=True, **generate_args)
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                logits_processor=LogitsProcessorList([timer]),
+                num_beams=cfg.beams,
+                num_return_sequences=cfg.beams,
+                do_sample=False,
+                length_penalty=0.0,
+                early_stopping="never",
+                return_dict_in_generate=True,
+                **generate_args,
+            )
         wall = time.perf_counter() - start
         sequences = out.sequences[:, 1:].numpy()
         del out
@@ -60,16 +68,27 @@ def measure_decoding(decoder: dict[str, Any], cfg: DecodeConfig, tick: Any = Non
         if tick is not None:
             tick()
     return {
-        "method": "model.generate, constrained beam search, tiny random T5", "model": TINY_T5,
-        "model_params": int(sum(p.numel() for p in model.parameters())), "vocab_size": decoder["vocab"],
-        "batch": cfg.batch, "beams": cfg.beams, "rows": cfg.batch * cfg.beams, "warmup": cfg.warmup,
-        "rounds": cfg.rounds, "query_length": cfg.query_length, "torch_threads": torch.get_num_threads(),
-        "decoder_steps": sorted(steps), "batch_ms": [w * 1e3 for w in walls],
+        "method": "model.generate, constrained beam search, tiny random T5",
+        "model": TINY_T5,
+        "model_params": int(sum(p.numel() for p in model.parameters())),
+        "vocab_size": decoder["vocab"],
+        "batch": cfg.batch,
+        "beams": cfg.beams,
+        "rows": cfg.batch * cfg.beams,
+        "warmup": cfg.warmup,
+        "rounds": cfg.rounds,
+        "query_length": cfg.query_length,
+        "torch_threads": torch.get_num_threads(),
+        "decoder_steps": sorted(steps),
+        "batch_ms": [w * 1e3 for w in walls],
         "per_query_ms": [w * 1e3 / cfg.batch for w in walls],
         "constraint_ms_p50": statistics.median(constraint_s) * 1e3,
-        "constraint_share": sum(constraint_s) / sum(walls), "valid_share": float(np.mean(valid)),
-        "queries": cfg.batch * cfg.rounds, "seconds": sum(walls),
-        "rss_before_bytes": rss_before, "rss_delta_bytes": peak_rss() - rss_before,
+        "constraint_share": sum(constraint_s) / sum(walls),
+        "valid_share": float(np.mean(valid)),
+        "queries": cfg.batch * cfg.rounds,
+        "seconds": sum(walls),
+        "rss_before_bytes": rss_before,
+        "rss_delta_bytes": peak_rss() - rss_before,
         "cell_peak_bytes": max(peak_before, peak_rss()),
         **{k: v for k, v in generate_args.items() if k != "decoder_input_ids"},
     }
@@ -88,8 +107,11 @@ def _constraint(decoder: dict[str, Any], cfg: DecodeConfig) -> tuple[Any, dict[s
         def check_ids(seqs: np.ndarray) -> float:
             return float(np.mean(trie.lookup_batch(seqs) >= 0))
 
-        return (TrieConstraint(trie, fill_token_id=decoder["pad"]),
-                {"max_new_tokens": trie.max_depth, "output_scores": True}, check_ids)
+        return (
+            TrieConstraint(trie, fill_token_id=decoder["pad"]),
+            {"max_new_tokens": trie.max_depth, "output_scores": True},
+            check_ids,
+        )
     from genret.constraints.ngram import NgramConstraint
 
     index = decoder["index"]
@@ -101,8 +123,11 @@ def _constraint(decoder: dict[str, Any], cfg: DecodeConfig) -> tuple[Any, dict[s
 
     keep = cfg.keep_top or 2 * cfg.beams
     start = torch.full((cfg.batch, 1), decoder["pad"], dtype=torch.long)
-    return (NgramConstraint(index, decoder["eos"], decoder["pad"], cfg.enumerate_width, keep),
-            {"max_new_tokens": cfg.ngram_length, "decoder_input_ids": start}, check_ngrams)
+    return (
+        NgramConstraint(index, decoder["eos"], decoder["pad"], cfg.enumerate_width, keep),
+        {"max_new_tokens": cfg.ngram_length, "decoder_input_ids": start},
+        check_ngrams,
+    )
 
 
 def tiny_model(vocab: int, pad: int, eos: int, seed: int) -> Any:

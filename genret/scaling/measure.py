@@ -130,8 +130,12 @@ def mean_example_tokens(collate: Callable[[Any], dict[str, Any]], pairs: Any, ch
     return total / max(len(pairs), 1)
 
 
-def timed_search(search: Callable[[dict[str, str], int], dict[str, dict[str, float]]], queries: dict[str, str],
-                 k: int, batch_size: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+def timed_search(
+    search: Callable[[dict[str, str], int], dict[str, dict[str, float]]],
+    queries: dict[str, str],
+    k: int,
+    batch_size: int,
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """The run of ``queries`` searched in calls of ``batch_size``, and its latency figures (see module docstring)."""
     qids = list(queries)
     if qids:
@@ -149,5 +153,8 @@ def timed_search(search: Callable[[dict[str, str], int], dict[str, dict[str, flo
     if not per_query:
         return run, {}
     ms = np.asarray(per_query) * 1000.0
-    return run, {"latency_p50_ms": float(np.percentile(ms, 50)), "latency_p95_ms": float(np.percentile(ms, 95)),
-                 "qps": len(qids) / total if total > 0 else None}
+    return run, {
+        "latency_p50_ms": float(np.percentile(ms, 50)),
+        "latency_p95_ms": float(np.percentile(ms, 95)),
+        "qps": len(qids) / total if total > 0 else None,
+    }

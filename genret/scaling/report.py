@@ -20,12 +20,26 @@ from typing import Any
 from genret.scaling.results import RESULTS_FILE, read_rows
 
 QUALITY = ("nDCG@10", "R@1", "R@10", "RR@10")
-TABLE_COST = (("params", "params"), ("id_params", "id params"), ("train_tokens", "train tokens"),
-              ("train_s", "train s"), ("train_flops", "train FLOPs"), ("build_s", "build s"),
-              ("index_bytes_disk", "disk"), ("index_bytes_memory", "memory"), ("peak_rss_bytes", "peak RSS"),
-              ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"), ("qps", "q/s"))
-COST_PANELS = ((("build_s", "train_s"), "index + train time (s)"), (("index_bytes_disk",), "index on disk (bytes)"),
-               (("params",), "parameters"), (("latency_p50_ms",), "latency p50 (ms / query)"))
+TABLE_COST = (
+    ("params", "params"),
+    ("id_params", "id params"),
+    ("train_tokens", "train tokens"),
+    ("train_s", "train s"),
+    ("train_flops", "train FLOPs"),
+    ("build_s", "build s"),
+    ("index_bytes_disk", "disk"),
+    ("index_bytes_memory", "memory"),
+    ("peak_rss_bytes", "peak RSS"),
+    ("latency_p50_ms", "p50 ms"),
+    ("latency_p95_ms", "p95 ms"),
+    ("qps", "q/s"),
+)
+COST_PANELS = (
+    (("build_s", "train_s"), "index + train time (s)"),
+    (("index_bytes_disk",), "index on disk (bytes)"),
+    (("params",), "parameters"),
+    (("latency_p50_ms",), "latency p50 (ms / query)"),
+)
 
 
 def _number(value: Any, field: str) -> str:
@@ -103,7 +117,7 @@ def _figure(panels: list[tuple[str, dict[str, tuple[list, list]], bool]], title:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
@@ -140,8 +154,10 @@ def write_report(folder: str | os.PathLike) -> list[Path]:
     name = rows[0].get("sweep", folder.name)
     written = [folder / "results.md"]
     written[0].write_text(f"# {name}\n\n{markdown_table(rows)}")
-    for file, make, what in (("quality_vs_size.png", quality_figure, "quality"), ("cost_vs_size.png", cost_figure,
-                                                                                 "cost")):
+    for file, make, what in (
+        ("quality_vs_size.png", quality_figure, "quality"),
+        ("cost_vs_size.png", cost_figure, "cost"),
+    ):
         fig = make(rows, f"{name}: {what} vs corpus size")
         if fig is not None:
             fig.savefig(folder / file, dpi=110)

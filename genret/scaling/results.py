@@ -66,8 +66,7 @@ def append_row(path: str | os.PathLike, row: dict[str, Any]) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     if "cell" not in row:
         row = {"cell": cell_key(row["size"], row["system"]), **row}
-    row = {**row, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "genret_version": genret_version()}
+    row = {**row, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "genret_version": genret_version()}
     if path.is_file() and path.stat().st_size:  # drop a row torn by a kill mid-write: the file stays whole rows
         with open(path, "r+b") as handle:
             handle.seek(-1, os.SEEK_END)

@@ -48,8 +48,14 @@ def _prefix(name: str | None, key: str) -> str:
     return f"{name}/{key}" if name else key
 
 
-def load_collection(path: str, name: str, eval_split: str = "test", train_split: str | None = None,
-                    max_eval_queries: int | None = None, prefix: bool = True) -> SweepData:
+def load_collection(
+    path: str,
+    name: str,
+    eval_split: str = "test",
+    train_split: str | None = None,
+    max_eval_queries: int | None = None,
+    prefix: bool = True,
+) -> SweepData:
     """One BEIR collection; ids prefixed ``name/`` when ``prefix``; only its first ``max_eval_queries``
     judged queries of ``eval_split`` are evaluated."""
     data = load_beir(path, split=eval_split)
@@ -61,8 +67,10 @@ def load_collection(path: str, name: str, eval_split: str = "test", train_split:
         every = load_queries(path)
         missing = [q for q in train_qrels if q not in every]
         if missing:
-            raise ValueError(f"{path}: qrels/{train_split}.tsv judges {len(missing)} queries not in queries.jsonl "
-                             f"(e.g. {missing[0]!r})")
+            raise ValueError(
+                f"{path}: qrels/{train_split}.tsv judges {len(missing)} queries not in queries.jsonl "
+                f"(e.g. {missing[0]!r})"
+            )
         train_queries = {q: every[q] for q in train_qrels}
     corpus = data.corpus
     tag = name if prefix else None
@@ -107,9 +115,19 @@ def load_sweep_data(collections: dict[str, dict[str, Any]]) -> SweepData:
     if not collections:
         raise ValueError("no collections to load")
     prefix = len(collections) > 1
-    return merge({name: load_collection(c["path"], name, c.get("eval_split", "test"), c.get("train_split"),
-                                        c.get("max_eval_queries"), prefix=prefix)
-                  for name, c in collections.items()})
+    return merge(
+        {
+            name: load_collection(
+                c["path"],
+                name,
+                c.get("eval_split", "test"),
+                c.get("train_split"),
+                c.get("max_eval_queries"),
+                prefix=prefix,
+            )
+            for name, c in collections.items()
+        }
+    )
 
 
 class NestedSubsets:

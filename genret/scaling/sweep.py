@@ -62,16 +62,22 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> Path:
     try:
         sizes = sorted({subsets.resolve(s) for s in config.sizes})
     except ValueError as err:
-        hint = (" (keep_train_judged=false keeps only the evaluation queries' judged documents)"
-                if config.keep_train_judged else "")
+        hint = (
+            " (keep_train_judged=false keeps only the evaluation queries' judged documents)"
+            if config.keep_train_judged
+            else ""
+        )
         raise ConfigError(f"sweep {config.name!r}: sizes: {err}{hint}") from None
     cells = [(size, system) for size in sizes for system in config.systems]
     done = done_cells(out)
     todo = [(size, system) for size, system in cells if cell_key(size, system.name) not in done]
-    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"sweep {config.name}", unit="cell",
-               disable=not progress)
-    bar.write(f"{config.name}: {len(subsets)} documents ({subsets.n_judged} judged), sizes {sizes}, "
-              f"{len(config.systems)} systems: {len(cells)} cells, {len(cells) - len(todo)} already done")
+    bar = tqdm(
+        total=len(cells), initial=len(cells) - len(todo), desc=f"sweep {config.name}", unit="cell", disable=not progress
+    )
+    bar.write(
+        f"{config.name}: {len(subsets)} documents ({subsets.n_judged} judged), sizes {sizes}, "
+        f"{len(config.systems)} systems: {len(cells)} cells, {len(cells) - len(todo)} already done"
+    )
     for number, (size, system) in enumerate(todo, 1):
         bar.write(f"[{number}/{len(todo)}] size={size} system={system.name} ...")
         start = time.perf_counter()
@@ -79,8 +85,10 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> Path:
         row["info"]["cell_s"] = time.perf_counter() - start
         append_row(out, row)
         quality = row["quality"]
-        bar.write(f"[{number}/{len(todo)}] size={size} system={system.name}: nDCG@10 {quality.get('nDCG@10', 0):.3f} "
-                  f"R@10 {quality.get('R@10', 0):.3f} in {time.perf_counter() - start:.0f} s")
+        bar.write(
+            f"[{number}/{len(todo)}] size={size} system={system.name}: nDCG@10 {quality.get('nDCG@10', 0):.3f} "
+            f"R@10 {quality.get('R@10', 0):.3f} in {time.perf_counter() - start:.0f} s"
+        )
         bar.update(1)
     bar.close()
     if (out / "cells").is_dir() and not any((out / "cells").iterdir()):
@@ -98,16 +106,28 @@ def _check_same_sweep(out: Path, config: SweepConfig) -> None:
         fixed = ("collections", "corpus", "seed", "keep_train_judged", "budget", "eval")
         changed = [key for key in fixed if old.get(key) != current.get(key)]
         old_systems = {s["name"]: s for s in old.get("systems", [])}
-        changed += [f"systems.{s['name']}" for s in current["systems"]
-                    if s["name"] in old_systems and old_systems[s["name"]] != s]
+        changed += [
+            f"systems.{s['name']}"
+            for s in current["systems"]
+            if s["name"] in old_systems and old_systems[s["name"]] != s
+        ]
         if changed:
-            raise ConfigError(f"{out} holds a sweep run with other settings ({', '.join(changed)} differ from "
-                              f"{path}); choose another output_dir, or delete the folder to start over")
+            raise ConfigError(
+                f"{out} holds a sweep run with other settings ({', '.join(changed)} differ from "
+                f"{path}); choose another output_dir, or delete the folder to start over"
+            )
     path.write_text(json.dumps(current, indent=2) + "\n")
 
 
-def run_cell(config: SweepConfig, data: SweepData, subsets: NestedSubsets, size: int, system: SystemConfig,
-             out: Path, progress: bool = True) -> dict[str, Any]:
+def run_cell(
+    config: SweepConfig,
+    data: SweepData,
+    subsets: NestedSubsets,
+    size: int,
+    system: SystemConfig,
+    out: Path,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Build, train (generative systems), evaluate and time one cell; returns its results row."""
     rows = subsets.rows(size)
     corpus = data.corpus.select(rows)
@@ -130,21 +150,41 @@ def run_cell(config: SweepConfig, data: SweepData, subsets: NestedSubsets, size:
     run, latency = timed_search(_search_fn(retriever), data.eval_queries, config.eval.k, config.eval.batch_size)
     quality = evaluate(run, data.eval_qrels, tuple(config.eval.measures))
     retriever.save_pretrained(work / "retriever")
-    cost.update(index_bytes_disk=folder_bytes(work / "retriever"), index_bytes_memory=reachable_nbytes(retriever),
-                peak_rss_bytes=peak_rss(), **latency)
-    info.update(documents=len(corpus), judged_documents=subsets.n_judged, eval_queries=len(data.eval_queries),
-                train_queries=len(train_queries), peak_rss_scope=rss_scope, machine=_machine())
+    cost.update(
+        index_bytes_disk=folder_bytes(work / "retriever"),
+        index_bytes_memory=reachable_nbytes(retriever),
+        peak_rss_bytes=peak_rss(),
+        **latency,
+    )
+    info.update(
+        documents=len(corpus),
+        judged_documents=subsets.n_judged,
+        eval_queries=len(data.eval_queries),
+        train_queries=len(train_queries),
+        peak_rss_scope=rss_scope,
+        machine=_machine(),
+    )
     collections = sorted(set(data.collection_of.values()))
     if len(collections) > 1:
         info["quality_by_collection"] = {
-            name: evaluate({q: run.get(q, {}) for q in data.eval_qrels if data.collection_of[q] == name},
-                           {q: r for q, r in data.eval_qrels.items() if data.collection_of[q] == name},
-                           tuple(config.eval.measures))
-            for name in collections}
+            name: evaluate(
+                {q: run.get(q, {}) for q in data.eval_qrels if data.collection_of[q] == name},
+                {q: r for q, r in data.eval_qrels.items() if data.collection_of[q] == name},
+                tuple(config.eval.measures),
+            )
+            for name in collections
+        }
     if not config.keep_artifacts:
         shutil.rmtree(work)
-    return {"sweep": config.name, "cell": cell_key(size, system.name), "size": size, "system": system.name,
-            "quality": quality, "cost": cost, "info": info}
+    return {
+        "sweep": config.name,
+        "cell": cell_key(size, system.name),
+        "size": size,
+        "system": system.name,
+        "quality": quality,
+        "cost": cost,
+        "info": info,
+    }
 
 
 def _search_fn(retriever: Any) -> Any:
@@ -181,13 +221,21 @@ def system_recipe(system: SystemConfig) -> Any:
     else:
         recipe = from_dict(Recipe, apply_overrides({"system": system.system}, list(system.overrides)))
     if recipe.system != system.system:
-        raise ConfigError(f"system {system.name!r} is {system.system!r} but its recipe {system.recipe!r} is "
-                          f"{recipe.system!r}")
+        raise ConfigError(
+            f"system {system.name!r} is {system.system!r} but its recipe {system.recipe!r} is {recipe.system!r}"
+        )
     return recipe
 
 
-def _generative_cell(config: SweepConfig, system: SystemConfig, corpus: Any, queries: dict[str, str],
-                     qrels: Qrels, work: Path, progress: bool) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def _generative_cell(
+    config: SweepConfig,
+    system: SystemConfig,
+    corpus: Any,
+    queries: dict[str, str],
+    qrels: Qrels,
+    work: Path,
+    progress: bool,
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     from genret.encoder_cache import training_inputs
     from genret.models import count_parameters
     from genret.systems import get_system
@@ -198,9 +246,15 @@ def _generative_cell(config: SweepConfig, system: SystemConfig, corpus: Any, que
     prepared = get_system(recipe.system).prepare(recipe, corpus, queries or None, qrels or None, False)
     build_s = time.perf_counter() - t0
     dataset, base_collate, lengths = training_inputs(
-        prepared.model, prepared.hf_tokenizer, prepared.pairs, freeze=recipe.model.freeze_encoder,
-        max_source_length=recipe.pairs.max_source_length, cache_dir=work / "encoder_cache",
-        max_gb=recipe.model.encoder_cache_gb, progress=progress)
+        prepared.model,
+        prepared.hf_tokenizer,
+        prepared.pairs,
+        freeze=recipe.model.freeze_encoder,
+        max_source_length=recipe.pairs.max_source_length,
+        cache_dir=work / "encoder_cache",
+        max_gb=recipe.model.encoder_cache_gb,
+        progress=progress,
+    )
     collate = CountingCollator(base_collate)
     budget, settings = config.budget, recipe.train
     per_step = settings.batch_size * settings.grad_accum
@@ -219,13 +273,24 @@ def _generative_cell(config: SweepConfig, system: SystemConfig, corpus: Any, que
     params = count_parameters(model)["total"]
     base_vocab = (getattr(model.config, "genret", None) or {}).get("base_vocab_size", 0)
     train_tokens = collate.tokens(result.step * settings.grad_accum)
-    cost = {"params": params, "id_params": id_params(model, base_vocab) if base_vocab else 0,
-            "train_tokens": train_tokens, "train_s": train_s, "train_flops": 6.0 * params * train_tokens,
-            "build_s": build_s}
-    info = {"kind": recipe.system, "recipe": system.recipe, "overrides": list(system.overrides),
-            "train_steps": result.step, "final_loss": result.loss if math.isfinite(result.loss) else None,
-            "train_pairs": len(prepared.pairs), "epochs": result.step * per_step / max(len(prepared.pairs), 1),
-            "budget": {**schedule, "train_tokens": budget.train_tokens} if budget.train_tokens else schedule}
+    cost = {
+        "params": params,
+        "id_params": id_params(model, base_vocab) if base_vocab else 0,
+        "train_tokens": train_tokens,
+        "train_s": train_s,
+        "train_flops": 6.0 * params * train_tokens,
+        "build_s": build_s,
+    }
+    info = {
+        "kind": recipe.system,
+        "recipe": system.recipe,
+        "overrides": list(system.overrides),
+        "train_steps": result.step,
+        "final_loss": result.loss if math.isfinite(result.loss) else None,
+        "train_pairs": len(prepared.pairs),
+        "epochs": result.step * per_step / max(len(prepared.pairs), 1),
+        "budget": {**schedule, "train_tokens": budget.train_tokens} if budget.train_tokens else schedule,
+    }
     return prepared.make_retriever(model), cost, info
 
 

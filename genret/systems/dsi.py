@@ -9,8 +9,9 @@ from genret.systems.base import Prepared, System
 from indexing.trec import Qrels
 
 
-def prepare_dsi(recipe: Any, corpus: Any, queries: dict[str, str] | None, qrels: Qrels | None,
-                progress: bool) -> Prepared:
+def prepare_dsi(
+    recipe: Any, corpus: Any, queries: dict[str, str] | None, qrels: Qrels | None, progress: bool
+) -> Prepared:
     """Docids and their trie, DSI pairs (indexing, retrieval, pseudo-queries), a model sized to the docids."""
     from genret.decoder_init import init_decoder_as_mean_pooling
     from genret.distillation import distill_pairs
@@ -30,15 +31,29 @@ def prepare_dsi(recipe: Any, corpus: Any, queries: dict[str, str] | None, qrels:
         scheme.progress = progress  # embedding a corpus for semantic ids takes minutes on a CPU: show it
     index = build_index(corpus, scheme, tokenizer, source=recipe.data.path)
     pairs = build_training_pairs(
-        corpus, index.docids, queries=queries, qrels=qrels,
-        pseudo_queries=recipe.pairs.pseudo_queries, queries_per_doc=recipe.pairs.queries_per_doc,
-        index_views=tuple(recipe.pairs.index_views), spans_per_doc=recipe.pairs.spans_per_doc,
-        task_weights=recipe.pairs.task_weights or None, seed=recipe.pairs.seed, progress=progress,
+        corpus,
+        index.docids,
+        queries=queries,
+        qrels=qrels,
+        pseudo_queries=recipe.pairs.pseudo_queries,
+        queries_per_doc=recipe.pairs.queries_per_doc,
+        index_views=tuple(recipe.pairs.index_views),
+        spans_per_doc=recipe.pairs.spans_per_doc,
+        task_weights=recipe.pairs.task_weights or None,
+        seed=recipe.pairs.seed,
+        progress=progress,
     )
     if recipe.pairs.teacher:
-        pairs = distill_pairs(pairs, corpus, index.docids, teacher=recipe.pairs.teacher,
-                              depth=recipe.pairs.teacher_depth, samples=recipe.pairs.teacher_samples,
-                              temperature=recipe.pairs.teacher_temperature, seed=recipe.pairs.seed)
+        pairs = distill_pairs(
+            pairs,
+            corpus,
+            index.docids,
+            teacher=recipe.pairs.teacher,
+            depth=recipe.pairs.teacher_depth,
+            samples=recipe.pairs.teacher_samples,
+            temperature=recipe.pairs.teacher_temperature,
+            seed=recipe.pairs.seed,
+        )
     model, hf_tokenizer = build_model(recipe.model, index.docids)
     if recipe.model.init_docids_from:
         embeddings = encode_corpus(corpus, recipe.model.init_docids_from, progress=progress)  # memoised per process
@@ -47,9 +62,15 @@ def prepare_dsi(recipe: Any, corpus: Any, queries: dict[str, str] | None, qrels:
         freeze_docid_rows(model)
     if recipe.model.init_decoder == "mean-pooling":
         init_decoder_as_mean_pooling(model)
-    return Prepared(pairs, model, hf_tokenizer, len(index),
-                    lambda m, device=None: DsiRetriever(m, hf_tokenizer, index, recipe.search, device=device))
+    return Prepared(
+        pairs,
+        model,
+        hf_tokenizer,
+        len(index),
+        lambda m, device=None: DsiRetriever(m, hf_tokenizer, index, recipe.search, device=device),
+    )
 
 
-DSI = System(name="dsi", sections=("docids", "search"), prepare=prepare_dsi,
-             retriever="genret.retrievers.dsi:DsiRetriever")
+DSI = System(
+    name="dsi", sections=("docids", "search"), prepare=prepare_dsi, retriever="genret.retrievers.dsi:DsiRetriever"
+)

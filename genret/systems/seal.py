@@ -9,8 +9,9 @@ from genret.systems.base import Prepared, System
 from indexing.trec import Qrels
 
 
-def prepare_seal(recipe: Any, corpus: Any, queries: dict[str, str] | None, qrels: Qrels | None,
-                 progress: bool) -> Prepared:
+def prepare_seal(
+    recipe: Any, corpus: Any, queries: dict[str, str] | None, qrels: Qrels | None, progress: bool
+) -> Prepared:
     """The corpus's n-gram index, SEAL pairs (query -> spans and title, unsupervised spans), a text model."""
     from genret.distillation import pseudo_query_judgments
     from genret.models import build_text_model
@@ -27,28 +28,59 @@ def prepare_seal(recipe: Any, corpus: Any, queries: dict[str, str] | None, qrels
     if recipe.pairs.queries_per_doc:
         p = recipe.pairs
         made_queries, made_qrels = pseudo_query_judgments(
-            corpus, p.pseudo_queries, p.queries_per_doc, teacher=p.teacher, depth=p.teacher_depth,
-            samples=p.teacher_samples, temperature=p.teacher_temperature, seed=p.seed)
+            corpus,
+            p.pseudo_queries,
+            p.queries_per_doc,
+            teacher=p.teacher,
+            depth=p.teacher_depth,
+            samples=p.teacher_samples,
+            temperature=p.teacher_temperature,
+            seed=p.seed,
+        )
     pairs = build_seal_pairs(
-        corpus, tokenizer, queries=queries, qrels=qrels, title_markers=markers, span_tokens=seal.span_tokens,
-        spans_per_query=seal.spans_per_query, titles_per_query=seal.titles_per_query, temperature=seal.temperature,
-        title_tokens=seal.title_tokens, pseudo_queries=made_queries, pseudo_qrels=made_qrels,
-        spans_per_pseudo_query=seal.spans_per_pseudo_query, unsupervised_per_doc=seal.unsupervised_per_doc,
-        task_weights=seal.task_weights or None, seed=seal.seed, progress=progress,
+        corpus,
+        tokenizer,
+        queries=queries,
+        qrels=qrels,
+        title_markers=markers,
+        span_tokens=seal.span_tokens,
+        spans_per_query=seal.spans_per_query,
+        titles_per_query=seal.titles_per_query,
+        temperature=seal.temperature,
+        title_tokens=seal.title_tokens,
+        pseudo_queries=made_queries,
+        pseudo_qrels=made_qrels,
+        spans_per_pseudo_query=seal.spans_per_pseudo_query,
+        unsupervised_per_doc=seal.unsupervised_per_doc,
+        task_weights=seal.task_weights or None,
+        seed=seal.seed,
+        progress=progress,
     )
     model, hf_tokenizer = build_text_model(recipe.model, tokenizer, max_new_tokens=seal.search.max_length)
-    return Prepared(pairs, model, hf_tokenizer, index.n_docs,
-                    lambda m, device=None: SealRetriever(m, hf_tokenizer, index, seal.search, device=device))
+    return Prepared(
+        pairs,
+        model,
+        hf_tokenizer,
+        index.n_docs,
+        lambda m, device=None: SealRetriever(m, hf_tokenizer, index, seal.search, device=device),
+    )
 
 
 def check_seal_recipe(recipe: Any) -> list[str]:
     """A SEAL model decodes the tokenizer's own tokens: the docid-token options of ``model`` do not apply."""
     model = recipe.model
     if model.init_docids_from or model.freeze_docid_rows or model.init_decoder:
-        return ["model.init_docids_from, freeze_docid_rows and init_decoder are for docid tokens (system dsi); a "
-                "SEAL model decodes the tokenizer's own tokens"]
+        return [
+            "model.init_docids_from, freeze_docid_rows and init_decoder are for docid tokens (system dsi); a "
+            "SEAL model decodes the tokenizer's own tokens"
+        ]
     return []
 
 
-SEAL = System(name="seal", sections=("seal",), prepare=prepare_seal,
-              retriever="genret.retrievers.seal:SealRetriever", check_recipe=check_seal_recipe)
+SEAL = System(
+    name="seal",
+    sections=("seal",),
+    prepare=prepare_seal,
+    retriever="genret.retrievers.seal:SealRetriever",
+    check_recipe=check_seal_recipe,
+)

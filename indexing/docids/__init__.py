@@ -38,8 +38,10 @@ def make_scheme(name: str, **params: Any) -> DocidScheme:
     valid = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise DocidError(f"unknown parameter(s) {', '.join(unknown)} for docid scheme {name!r}; "
-                         f"valid parameters: {', '.join(valid) or '(none)'}")
+        raise DocidError(
+            f"unknown parameter(s) {', '.join(unknown)} for docid scheme {name!r}; "
+            f"valid parameters: {', '.join(valid) or '(none)'}"
+        )
     return cls(**params)
 
 

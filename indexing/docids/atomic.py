@@ -24,5 +24,4 @@ class AtomicScheme:
     def assign(self, corpus: Any, tokenizer: TextTokenizer | None = None) -> Docids:
         doc_ids = doc_ids_of(corpus)
         symbols = [f"<doc_{i}>" for i in range(len(doc_ids))]
-        return docids_from_symbols(self, doc_ids, symbols, [[s] for s in symbols], tokenizer,
-                                   vocabulary=symbols)
+        return docids_from_symbols(self, doc_ids, symbols, [[s] for s in symbols], tokenizer, vocabulary=symbols)

@@ -64,8 +64,10 @@ class Docids:
             raise DocidError("doc_ids, identifiers and offsets disagree in length")
         dup = _first_duplicate(self.identifiers)
         if dup is not None:
-            raise DocidError(f"identifier {self.identifiers[dup[1]]!r} is shared by documents "
-                             f"{self.doc_ids[dup[0]]!r} and {self.doc_ids[dup[1]]!r}")
+            raise DocidError(
+                f"identifier {self.identifiers[dup[1]]!r} is shared by documents "
+                f"{self.doc_ids[dup[0]]!r} and {self.doc_ids[dup[1]]!r}"
+            )
         lengths = np.diff(self.offsets)
         if len(lengths) and lengths.min() == 0:
             i = int(np.argmin(lengths))
@@ -73,17 +75,18 @@ class Docids:
         if np.any(self.values == self.eos_token_id):
             first = np.flatnonzero(self.values == self.eos_token_id)[0]
             i = int(np.searchsorted(self.offsets, first, "right")) - 1
-            raise DocidError(f"identifier of {self.doc_ids[i]!r} contains the end-of-id token "
-                             f"{self.eos_token_id}")
+            raise DocidError(f"identifier of {self.doc_ids[i]!r} contains the end-of-id token {self.eos_token_id}")
         if len(self.values) and (self.values.min() < 0 or self.values.max() >= self.vocab_size):
             raise DocidError(f"token ids outside the vocabulary [0, {self.vocab_size})")
         seqs = [self.tokens(i).tobytes() for i in range(len(self))]
         dup = _first_duplicate(seqs)
         if dup is not None:
             a, b = dup
-            raise DocidError(f"documents {self.doc_ids[a]!r} and {self.doc_ids[b]!r} have the same token "
-                             f"sequence {self.tokens(a).tolist()} (identifiers {self.identifiers[a]!r}, "
-                             f"{self.identifiers[b]!r})")
+            raise DocidError(
+                f"documents {self.doc_ids[a]!r} and {self.doc_ids[b]!r} have the same token "
+                f"sequence {self.tokens(a).tolist()} (identifiers {self.identifiers[a]!r}, "
+                f"{self.identifiers[b]!r})"
+            )
 
     def save(self, folder: Path) -> None:
         """Write plain files into ``folder`` (part of an artifact; see ``indexing.docid_index``)."""
@@ -188,9 +191,14 @@ def docids_from_symbols(
     index = {sym: base + j for j, sym in enumerate(vocab)}
     offsets, values = _ragged([[index[s] for s in seq] for seq in symbols])
     docids = Docids(
-        doc_ids=list(doc_ids), identifiers=list(identifiers), offsets=offsets, values=values,
+        doc_ids=list(doc_ids),
+        identifiers=list(identifiers),
+        offsets=offsets,
+        values=values,
         eos_token_id=tokenizer.eos_token_id if tokenizer is not None else EOS_ID,
-        base_vocab_size=base, new_tokens=vocab, scheme={"name": scheme.name, **scheme.params()},
+        base_vocab_size=base,
+        new_tokens=vocab,
+        scheme={"name": scheme.name, **scheme.params()},
         tokenizer=tokenizer.name if tokenizer is not None else None,
     )
     docids.check()
@@ -207,9 +215,14 @@ def docids_from_token_ids(
     """Docids whose tokens are the tokenizer's own ids (identifiers tokenized as text)."""
     offsets, values = _ragged(token_ids)
     docids = Docids(
-        doc_ids=list(doc_ids), identifiers=list(identifiers), offsets=offsets, values=values,
-        eos_token_id=tokenizer.eos_token_id, base_vocab_size=tokenizer.vocab_size,
-        scheme={"name": scheme.name, **scheme.params()}, tokenizer=tokenizer.name,
+        doc_ids=list(doc_ids),
+        identifiers=list(identifiers),
+        offsets=offsets,
+        values=values,
+        eos_token_id=tokenizer.eos_token_id,
+        base_vocab_size=tokenizer.vocab_size,
+        scheme={"name": scheme.name, **scheme.params()},
+        tokenizer=tokenizer.name,
     )
     docids.check()
     return docids

@@ -51,5 +51,4 @@ class NaiveScheme:
         if tokenizer is not None:
             token_ids = tokenizer.encode_batch(identifiers)
             return docids_from_token_ids(self, doc_ids, identifiers, token_ids, tokenizer)
-        return docids_from_symbols(self, doc_ids, identifiers, [list(s) for s in identifiers], None,
-                                   vocabulary=DIGITS)
+        return docids_from_symbols(self, doc_ids, identifiers, [list(s) for s in identifiers], None, vocabulary=DIGITS)

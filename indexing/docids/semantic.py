@@ -68,15 +68,24 @@ class SemanticScheme:
             from indexing.embeddings import resolve_encoder
 
             encoder = resolve_encoder(self.encoder)
-        return {"k": self.k, "c": self.c, "seed": self.seed, "encoder": encoder,
-                "max_depth": self.max_depth, "new_tokens": self.new_tokens}
+        return {
+            "k": self.k,
+            "c": self.c,
+            "seed": self.seed,
+            "encoder": encoder,
+            "max_depth": self.max_depth,
+            "new_tokens": self.new_tokens,
+        }
 
-    def assign(self, corpus: Any, tokenizer: TextTokenizer | None = None,
-               embeddings: np.ndarray | None = None) -> Docids:
+    def assign(
+        self, corpus: Any, tokenizer: TextTokenizer | None = None, embeddings: np.ndarray | None = None
+    ) -> Docids:
         doc_ids = doc_ids_of(corpus)
         if not self.new_tokens and tokenizer is None:
-            raise DocidError("semantic ids with new_tokens=False are tokenized text: pass a tokenizer "
-                             "(e.g. load_tokenizer('minilm')) or use new_tokens=True")
+            raise DocidError(
+                "semantic ids with new_tokens=False are tokenized text: pass a tokenizer "
+                "(e.g. load_tokenizer('minilm')) or use new_tokens=True"
+            )
         scheme = self
         if embeddings is None:
             embeddings = self.embeddings
@@ -85,12 +94,12 @@ class SemanticScheme:
         if embeddings is None:
             from indexing.embeddings import encode_corpus
 
-            embeddings = encode_corpus(corpus, self.encoder, batch_size=self.batch_size,
-                                       progress=self.progress)
+            embeddings = encode_corpus(corpus, self.encoder, batch_size=self.batch_size, progress=self.progress)
         embeddings = np.asarray(embeddings)
         if embeddings.ndim != 2 or len(embeddings) != len(doc_ids):
-            raise DocidError(f"embeddings must have shape ({len(doc_ids)}, d) for {len(doc_ids)} documents, "
-                             f"got {embeddings.shape}")
+            raise DocidError(
+                f"embeddings must have shape ({len(doc_ids)}, d) for {len(doc_ids)} documents, got {embeddings.shape}"
+            )
         if not np.all(np.isfinite(embeddings)):
             raise DocidError("embeddings contain NaN or infinite values")
         codes = hierarchical_codes(embeddings, self.k, self.c, self.seed, self.max_depth, self.progress)
@@ -99,7 +108,6 @@ class SemanticScheme:
             symbols = [[f"<L{level}_{v}>" for level, v in enumerate(code)] for code in codes]
             pairs = sorted({(level, v) for code in codes for level, v in enumerate(code)})
             vocabulary = [f"<L{level}_{v}>" for level, v in pairs]
-            return docids_from_symbols(scheme, doc_ids, identifiers, symbols, tokenizer,
-                                       vocabulary=vocabulary)
+            return docids_from_symbols(scheme, doc_ids, identifiers, symbols, tokenizer, vocabulary=vocabulary)
         texts = [" ".join(map(str, code)) for code in codes]
         return docids_from_token_ids(scheme, doc_ids, identifiers, tokenizer.encode_batch(texts), tokenizer)

@@ -56,11 +56,12 @@ class TitleScheme:
 
     def assign(self, corpus: Any, tokenizer: TextTokenizer | None = None) -> Docids:
         if tokenizer is None:
-            raise DocidError(f"{self.name} ids are tokenized text: pass a tokenizer, "
-                             "e.g. load_tokenizer('minilm')")
+            raise DocidError(f"{self.name} ids are tokenized text: pass a tokenizer, e.g. load_tokenizer('minilm')")
         if self.field not in column_names(corpus):
-            raise DocidError(f"{self.name} ids need a {self.field!r} column; the corpus has columns "
-                             f"{', '.join(column_names(corpus))}")
+            raise DocidError(
+                f"{self.name} ids need a {self.field!r} column; the corpus has columns "
+                f"{', '.join(column_names(corpus))}"
+            )
         doc_ids = doc_ids_of(corpus)
         values = [_normalise(v) for v in corpus_column(corpus, self.field)]
         if any(not v for v in values):
@@ -77,8 +78,10 @@ class TitleScheme:
         token_ids: list[list[int]] = []
         for i, (value, (ids, ends)) in enumerate(zip(values, encoded, strict=True)):
             if not ids:
-                raise DocidError(f"document {doc_ids[i]!r} has an empty {self.field} and an empty text: "
-                                 f"no {self.name} identifier can be made (empty='doc_id' uses its _id)")
+                raise DocidError(
+                    f"document {doc_ids[i]!r} has an empty {self.field} and an empty text: "
+                    f"no {self.name} identifier can be made (empty='doc_id' uses its _id)"
+                )
             keep = min(len(ids), self.max_tokens)
             base = tuple(ids[:keep])
             text = _cut(value, ends, keep)
@@ -92,8 +95,10 @@ class TitleScheme:
                     suf_ids, _ = _encode(tokenizer, suffix)
                     room = self.max_tokens - len(suf_ids)
                     if room < 1:
-                        raise DocidError(f"max_tokens={self.max_tokens} leaves no room for the suffix "
-                                         f"{suffix!r} that document {doc_ids[i]!r} needs; raise max_tokens")
+                        raise DocidError(
+                            f"max_tokens={self.max_tokens} leaves no room for the suffix "
+                            f"{suffix!r} that document {doc_ids[i]!r} needs; raise max_tokens"
+                        )
                     head = min(keep, room)
                     chosen = tuple(ids[:head]) + tuple(suf_ids)
                     if chosen not in used:

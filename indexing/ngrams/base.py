@@ -55,8 +55,9 @@ class NgramShard(Protocol):
         """Bool per row: ``extend`` would give a non-empty range."""
         ...
 
-    def first_occurring(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, candidates: np.ndarray,
-                        need: np.ndarray) -> np.ndarray:
+    def first_occurring(
+        self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, candidates: np.ndarray, need: np.ndarray
+    ) -> np.ndarray:
         """Bool ``[n, k]``: candidate ``j`` of row ``i`` continues the row's n-gram, true at least up to the
         ``need[i]``-th candidate that does (a backend may leave later ones unchecked, False)."""
         ...
@@ -117,8 +118,9 @@ class NgramShard(Protocol):
         ...
 
 
-def read_shard_files(folder: Path, backend: str, json_name: str, files: dict[str, str], fmt: int,
-                     mmap: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read_shard_files(
+    folder: Path, backend: str, json_name: str, files: dict[str, str], fmt: int, mmap: bool
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """A shard's JSON and arrays (``name -> file``), with ``ArtifactError`` for missing, damaged or
     foreign files; what each backend's ``load`` starts with."""
     rebuild = "rebuild the n-gram store"

@@ -61,8 +61,17 @@ from indexing.ngrams.wavelet import (
 FM_JSON = "fm.json"
 FM_FORMAT = 1
 FM_ARRAYS = (
-    "wm_words", "wm_dirs", "wm_zeros", "before", "shift", "alphabet",
-    "mark_words", "mark_dirs", "samples", "doc_starts", "doc_rows",
+    "wm_words",
+    "wm_dirs",
+    "wm_zeros",
+    "before",
+    "shift",
+    "alphabet",
+    "mark_words",
+    "mark_dirs",
+    "samples",
+    "doc_starts",
+    "doc_rows",
 )
 DEFAULT_SAMPLE_RATE = 32
 
@@ -94,9 +103,7 @@ class FMIndexShard:
     # ------------------------------------------------------------------------------------------ build
 
     @classmethod
-    def build(
-        cls, tokens: np.ndarray, doc_offsets: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE
-    ) -> FMIndexShard:
+    def build(cls, tokens: np.ndarray, doc_offsets: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE) -> FMIndexShard:
         """Index ``tokens`` split by ``doc_offsets`` (see base.py); ``sample_rate`` trades locate time for memory."""
         tokens = np.asarray(tokens)
         offsets = _int64(doc_offsets)
@@ -145,9 +152,17 @@ class FMIndexShard:
         wm_dirs = rank_directory(wm_words, n_rows)
         shift = shifts(wm_words, wm_dirs, wm_zeros, before)
         arrays = {
-            "wm_words": wm_words, "wm_dirs": wm_dirs, "wm_zeros": wm_zeros, "before": before, "shift": shift,
-            "alphabet": alphabet, "mark_words": mark_words, "mark_dirs": rank_directory(mark_words, n_rows),
-            "samples": samples, "doc_starts": doc_starts, "doc_rows": doc_rows,
+            "wm_words": wm_words,
+            "wm_dirs": wm_dirs,
+            "wm_zeros": wm_zeros,
+            "before": before,
+            "shift": shift,
+            "alphabet": alphabet,
+            "mark_words": mark_words,
+            "mark_dirs": rank_directory(mark_words, n_rows),
+            "samples": samples,
+            "doc_starts": doc_starts,
+            "doc_rows": doc_rows,
         }
         return cls(arrays, n_tokens, n_docs, sample_rate)
 
@@ -170,8 +185,9 @@ class FMIndexShard:
         new_lo, new_hi = self.extend(lo, hi, depth, tokens)
         return new_hi > new_lo
 
-    def first_occurring(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, candidates: np.ndarray,
-                        need: np.ndarray) -> np.ndarray:
+    def first_occurring(
+        self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, candidates: np.ndarray, need: np.ndarray
+    ) -> np.ndarray:
         """Bool ``[n, k]``: candidate ``j`` of row ``i`` continues the row's n-gram; fm checks every candidate."""
         n, k = candidates.shape
         rows = np.repeat(np.arange(n), k)
@@ -193,8 +209,17 @@ class FMIndexShard:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """CSR ``(offsets, docs, starts)`` of the first ``limit`` rows of each range (LF walks to samples)."""
         return locate_kernel(
-            *self._wm, self.before, self.shift, self.mark_words, self.mark_dirs, self.samples, self.doc_starts,
-            _int64(lo), _int64(hi), _int64(depth), max(int(limit), 0),
+            *self._wm,
+            self.before,
+            self.shift,
+            self.mark_words,
+            self.mark_dirs,
+            self.samples,
+            self.doc_starts,
+            _int64(lo),
+            _int64(hi),
+            _int64(depth),
+            max(int(limit), 0),
         )
 
     def doc_tokens(self, doc: int) -> np.ndarray:

@@ -82,8 +82,9 @@ class FollowerTable:
         return int(self.keys.nbytes + self.his.nbytes + self.bits.nbytes)
 
 
-def _list_level(shard: _Shard, lo: np.ndarray, hi: np.ndarray, depth: int, child_min: int | None,
-                bits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _list_level(
+    shard: _Shard, lo: np.ndarray, hi: np.ndarray, depth: int, child_min: int | None, bits: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """List the followers of the ranges ``[lo, hi)`` of ``depth``-token n-grams, ``CHUNK`` at a time,
     into ``bits`` (one row per range) and return the ranges of the extensions seen ``child_min``
     times or more (none when ``child_min`` is None)."""

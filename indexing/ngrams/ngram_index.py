@@ -50,8 +50,9 @@ def backend_class(name: str) -> type:
 class NgramIndex:
     """The shards of one corpus, answering for all of them at once (see the module docstring)."""
 
-    def __init__(self, shards: Sequence[NgramShard], doc_ids: Sequence[str] | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, shards: Sequence[NgramShard], doc_ids: Sequence[str] | None = None, config: dict[str, Any] | None = None
+    ) -> None:
         if not shards:
             raise ValueError("an NgramIndex needs at least one shard")
         backends = {s.backend for s in shards}
@@ -70,8 +71,10 @@ class NgramIndex:
         self._roots = [s.root() for s in self.shards]
 
     def __repr__(self) -> str:
-        return (f"NgramIndex(backend={self.backend!r}, documents={self.n_docs}, tokens={self.n_tokens}, "
-                f"shards={len(self.shards)})")
+        return (
+            f"NgramIndex(backend={self.backend!r}, documents={self.n_docs}, tokens={self.n_tokens}, "
+            f"shards={len(self.shards)})"
+        )
 
     # ------------------------------------------------------------------ queries
 
@@ -101,8 +104,11 @@ class NgramIndex:
             tokens = np.array([g[step] if step < len(g) else -1 for g in ngrams], dtype=np.int64)
             grown = self.extend(ranges, tokens)
             keep = np.array([step < len(g) for g in ngrams])
-            ranges = Ranges(np.where(keep[:, None], grown.lo, ranges.lo), np.where(keep[:, None], grown.hi, ranges.hi),
-                            np.where(keep, grown.depth, ranges.depth))
+            ranges = Ranges(
+                np.where(keep[:, None], grown.lo, ranges.lo),
+                np.where(keep[:, None], grown.hi, ranges.hi),
+                np.where(keep, grown.depth, ranges.depth),
+            )
         return ranges
 
     def count(self, ranges: Ranges) -> np.ndarray:
@@ -130,14 +136,14 @@ class NgramIndex:
             found |= shard.occurs(ranges.lo[rows, s], ranges.hi[rows, s], depth, tokens)
         return found
 
-    def first_occurring(self, ranges: Ranges, rows: np.ndarray, candidates: np.ndarray,
-                        need: np.ndarray) -> np.ndarray:
+    def first_occurring(self, ranges: Ranges, rows: np.ndarray, candidates: np.ndarray, need: np.ndarray) -> np.ndarray:
         """Bool ``[len(rows), k]``: which ``candidates[i]`` continue row ``rows[i]``'s n-gram, true at least up to the
         ``need[i]``-th that does (later ones may be left unchecked, False). One shard stops each row early where
         its backend can (``sa``); several shards check every candidate."""
         if len(self.shards) == 1:
-            return self.shards[0].first_occurring(ranges.lo[rows, 0], ranges.hi[rows, 0], ranges.depth[rows],
-                                                  candidates, need)
+            return self.shards[0].first_occurring(
+                ranges.lo[rows, 0], ranges.hi[rows, 0], ranges.depth[rows], candidates, need
+            )
         width = candidates.shape[1]
         return self.occurs(ranges, np.repeat(rows, width), candidates.reshape(-1)).reshape(len(rows), width)
 
@@ -148,8 +154,10 @@ class NgramIndex:
 
     def next_tokens_csr(self, ranges: Ranges) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(offsets, tokens, counts)``: the tokens that follow each row's n-gram, ascending, with counts."""
-        parts = [shard.next_tokens(ranges.lo[:, s].copy(), ranges.hi[:, s].copy(), ranges.depth)
-                 for s, shard in enumerate(self.shards)]
+        parts = [
+            shard.next_tokens(ranges.lo[:, s].copy(), ranges.hi[:, s].copy(), ranges.depth)
+            for s, shard in enumerate(self.shards)
+        ]
         if len(parts) == 1:
             return parts[0]
         return _merge_csr([(p[0], p[1], p[2]) for p in parts], combine_counts=True)
@@ -157,7 +165,7 @@ class NgramIndex:
     def next_tokens(self, ranges: Ranges) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each row, ``(tokens, counts)`` of what follows its n-gram (tokens ascending)."""
         offsets, tokens, counts = self.next_tokens_csr(ranges)
-        return [(tokens[offsets[i]:offsets[i + 1]], counts[offsets[i]:offsets[i + 1]]) for i in range(len(ranges))]
+        return [(tokens[offsets[i] : offsets[i + 1]], counts[offsets[i] : offsets[i + 1]]) for i in range(len(ranges))]
 
     def locate_csr(self, ranges: Ranges, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(offsets, docs, starts)``: up to ``limit`` occurrences per row (global document numbers)."""
@@ -180,7 +188,7 @@ class NgramIndex:
     def locate(self, ranges: Ranges, limit: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each row, ``(documents, start offsets)`` of up to ``limit`` occurrences of its n-gram."""
         offsets, docs, starts = self.locate_csr(ranges, limit)
-        return [(docs[offsets[i]:offsets[i + 1]], starts[offsets[i]:offsets[i + 1]]) for i in range(len(ranges))]
+        return [(docs[offsets[i] : offsets[i + 1]], starts[offsets[i] : offsets[i + 1]]) for i in range(len(ranges))]
 
     def _shard_of(self, doc: int) -> tuple[NgramShard, int]:
         if not 0 <= doc < self.n_docs:
@@ -203,8 +211,14 @@ class NgramIndex:
     # ---------------------------------------------------------------- building
 
     @classmethod
-    def from_token_lists(cls, docs: Sequence[Sequence[int]], backend: str = "sa", doc_ids: Sequence[str] | None = None,
-                         shard_tokens: int = DEFAULT_SHARD_TOKENS, config: dict[str, Any] | None = None) -> NgramIndex:
+    def from_token_lists(
+        cls,
+        docs: Sequence[Sequence[int]],
+        backend: str = "sa",
+        doc_ids: Sequence[str] | None = None,
+        shard_tokens: int = DEFAULT_SHARD_TOKENS,
+        config: dict[str, Any] | None = None,
+    ) -> NgramIndex:
         """Index documents given as token-id sequences (the tokenized corpus, in order)."""
         builder = _ShardBuilder(backend_class(backend), shard_tokens)
         for doc in docs:
@@ -212,9 +226,16 @@ class NgramIndex:
         return cls(builder.finish(), doc_ids=doc_ids, config={"backend": backend, **(config or {})})
 
     @classmethod
-    def build(cls, corpus: Any, tokenizer: TextTokenizer, backend: str = "sa",
-              title_markers: tuple[int, int] | None = None, shard_tokens: int = DEFAULT_SHARD_TOKENS,
-              batch_size: int = 1000, progress: bool = True) -> NgramIndex:
+    def build(
+        cls,
+        corpus: Any,
+        tokenizer: TextTokenizer,
+        backend: str = "sa",
+        title_markers: tuple[int, int] | None = None,
+        shard_tokens: int = DEFAULT_SHARD_TOKENS,
+        batch_size: int = 1000,
+        progress: bool = True,
+    ) -> NgramIndex:
         """Tokenize ``corpus`` (a ``datasets.Dataset`` or anything ``indexing.columns`` reads) in
         batches, streaming the tokens into shards of at most ``shard_tokens``."""
         from tqdm.auto import tqdm
@@ -238,8 +259,12 @@ class NgramIndex:
                 for tokens in encoded:
                     builder.add(np.asarray(tokens, dtype=np.int64))
                 bar.update(len(encoded))
-        config = {"backend": backend, "tokenizer": tokenizer.name, "vocab_size": tokenizer.vocab_size,
-                  "title_markers": list(title_markers) if with_titles else None}
+        config = {
+            "backend": backend,
+            "tokenizer": tokenizer.name,
+            "vocab_size": tokenizer.vocab_size,
+            "title_markers": list(title_markers) if with_titles else None,
+        }
         return cls(builder.finish(), doc_ids=doc_ids, config=config)
 
     # ------------------------------------------------------------- save / load
@@ -261,8 +286,9 @@ class NgramIndex:
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the index as one verified folder (manifest with checksums; see ``indexing.artifacts``)."""
-        return write_artifact(path, KIND, self.write_files, config=self.manifest_config(), counts=self.counts(),
-                              overwrite=overwrite)
+        return write_artifact(
+            path, KIND, self.write_files, config=self.manifest_config(), counts=self.counts(), overwrite=overwrite
+        )
 
     @classmethod
     def from_files(cls, folder: Path, config: dict[str, Any], mmap: bool = True) -> NgramIndex:
@@ -284,10 +310,12 @@ class NgramIndex:
 
 def check_title_markers(markers: Sequence[int] | None, vocab_size: int) -> None:
     """ValueError unless ``markers`` is None or two different token ids of a vocabulary of ``vocab_size``."""
-    if markers is not None and (len(markers) != 2 or len(set(markers)) != 2
-                                or not all(0 <= m < vocab_size for m in markers)):
-        raise ValueError(f"title markers must be two different token ids of the tokenizer (0..{vocab_size - 1}), "
-                         f"got {list(markers)}")
+    if markers is not None and (
+        len(markers) != 2 or len(set(markers)) != 2 or not all(0 <= m < vocab_size for m in markers)
+    ):
+        raise ValueError(
+            f"title markers must be two different token ids of the tokenizer (0..{vocab_size - 1}), got {list(markers)}"
+        )
 
 
 INT32_MAX = np.iinfo(np.int32).max
@@ -332,14 +360,15 @@ def _rows(corpus: Any, start: int, stop: int) -> Any:
     return corpus[start:stop]
 
 
-def _merge_csr(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-               combine_counts: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _merge_csr(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], combine_counts: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row-wise concatenation of CSR parts; with ``combine_counts``, equal keys are summed (keys ascending)."""
     n = len(parts[0][0]) - 1
     out_keys, out_vals, offsets = [], [], np.zeros(n + 1, dtype=np.int64)
     for i in range(n):
-        keys = np.concatenate([p[1][p[0][i]:p[0][i + 1]] for p in parts]).astype(np.int64)
-        vals = np.concatenate([p[2][p[0][i]:p[0][i + 1]] for p in parts]).astype(np.int64)
+        keys = np.concatenate([p[1][p[0][i] : p[0][i + 1]] for p in parts]).astype(np.int64)
+        vals = np.concatenate([p[2][p[0][i] : p[0][i + 1]] for p in parts]).astype(np.int64)
         if combine_counts:
             keys, inverse = np.unique(keys, return_inverse=True)
             vals = np.bincount(inverse, weights=vals, minlength=len(keys)).astype(np.int64)

@@ -42,4 +42,3 @@ class Ranges:
     def counts(self) -> np.ndarray:
         """Occurrences of each row's n-gram in the whole index (all shards), int64 ``[n]``."""
         return (self.hi - self.lo).sum(axis=1)
-

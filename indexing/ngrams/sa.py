@@ -109,8 +109,9 @@ class SuffixArrayShard:
             self.text, self.suffixes, _int64(lo), _int64(hi), _int64(depth), _int64(tokens), self.max_token
         )
 
-    def first_occurring(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, candidates: np.ndarray,
-                        need: np.ndarray) -> np.ndarray:
+    def first_occurring(
+        self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray, candidates: np.ndarray, need: np.ndarray
+    ) -> np.ndarray:
         """Bool ``[n, k]``: candidate ``j`` of row ``i`` continues the row's n-gram (``occurs``),
         checked in order and only until ``need[i]`` of them did; later candidates stay False.
 
@@ -120,8 +121,18 @@ class SuffixArrayShard:
         """
         table = self.followers()
         lo, hi, depth = _int64(lo), _int64(hi), _int64(depth)
-        return _first_occurring_kernel(self.text, self.suffixes, lo, hi, depth, _int64(candidates), _int64(need),
-                                       self.max_token, table.rows(lo, hi, depth), table.bits)
+        return _first_occurring_kernel(
+            self.text,
+            self.suffixes,
+            lo,
+            hi,
+            depth,
+            _int64(candidates),
+            _int64(need),
+            self.max_token,
+            table.rows(lo, hi, depth),
+            table.bits,
+        )
 
     def followers(self) -> FollowerTable:
         """The followers of this shard's frequent n-grams of 1-2 tokens, as bitmaps
@@ -326,8 +337,9 @@ def _occurs_kernel(text, suffixes, lo, hi, depth, tokens, max_token):  # pragma:
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_occurring_kernel(text, suffixes, lo, hi, depth, candidates, need, max_token,
-                            bit_rows, bits):  # pragma: no cover - compiled
+def _first_occurring_kernel(
+    text, suffixes, lo, hi, depth, candidates, need, max_token, bit_rows, bits
+):  # pragma: no cover - compiled
     """``first_occurring``: per row, lockstep groups of at most ``LANES`` candidates, each group as
     large as the hits still needed, until the row has ``need`` hits or no candidates left. A row
     with a follower bitmap (``bit_rows[r] >= 0``, a row of ``bits``) reads it instead."""

@@ -86,15 +86,18 @@ def test_flipping_one_byte_in_any_file_is_refused(
 
 
 @needs_data
-def test_index_refuses_to_overwrite_without_flag(cranfield_indexes: dict[str, Path],
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["index", "--data", str(CRANFIELD), "--scheme", "atomic", "--out",
-                 str(cranfield_indexes["atomic"])]) == 2
+def test_index_refuses_to_overwrite_without_flag(
+    cranfield_indexes: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["index", "--data", str(CRANFIELD), "--scheme", "atomic", "--out", str(cranfield_indexes["atomic"])]) == 2
+    )
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_overwrite_never_deletes_a_folder_that_is_not_an_artifact(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_overwrite_never_deletes_a_folder_that_is_not_an_artifact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "mydata"
     data.mkdir()
     (data / "corpus.jsonl").write_text('{"_id": "1", "text": "a document"}\n')
@@ -119,13 +122,27 @@ def test_malformed_corpus_line_is_named(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_duplicate_ids_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"_id": i, "title": "", "text": f"doc {j}"}) + "\n"
-                              for j, i in enumerate(["a", "b", "a", "c"])))
+    corpus.write_text(
+        "".join(
+            json.dumps({"_id": i, "title": "", "text": f"doc {j}"}) + "\n" for j, i in enumerate(["a", "b", "a", "c"])
+        )
+    )
     assert main(["index", "--data", str(corpus), "--scheme", "naive", "--out", str(tmp_path / "x")]) == 2
     assert "duplicate" in capsys.readouterr().err
     with pytest.warns(UserWarning, match="duplicate"):
-        code = main(["index", "--data", str(corpus), "--scheme", "naive", "--out", str(tmp_path / "y"),
-                     "--on-duplicate", "warn"])
+        code = main(
+            [
+                "index",
+                "--data",
+                str(corpus),
+                "--scheme",
+                "naive",
+                "--out",
+                str(tmp_path / "y"),
+                "--on-duplicate",
+                "warn",
+            ]
+        )
     assert code == 0
     index = DocidIndex.load(tmp_path / "y")
     assert index.docids.doc_ids == ["a", "b", "c"]
@@ -136,8 +153,22 @@ def test_duplicate_ids_are_reported(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_evaluate_bm25_on_scifact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "bm25.trec"
     metrics = tmp_path / "metrics.json"
-    assert main(["evaluate", "--retriever", "bm25", "--data", str(DATA / "scifact"), "--run", str(run),
-                 "--json", str(metrics)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--retriever",
+                "bm25",
+                "--data",
+                str(DATA / "scifact"),
+                "--run",
+                str(run),
+                "--json",
+                str(metrics),
+            ]
+        )
+        == 0
+    )
     values = json.loads(metrics.read_text())
     assert 0.64 <= values["nDCG@10"] <= 0.70
     assert "nDCG@10" in capsys.readouterr().out
@@ -152,8 +183,25 @@ def test_ngrams_builds_a_verified_index_that_loads_and_counts(tmp_path, capsys, 
     from indexing.tokenizer import load_tokenizer
 
     out = tmp_path / "ng"
-    assert main(["ngrams", "--data", "minicorpus", "--backend", backend, "--title-markers", "1", "2",
-                 "--shard-tokens", "5000", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "ngrams",
+                "--data",
+                "minicorpus",
+                "--backend",
+                backend,
+                "--title-markers",
+                "1",
+                "2",
+                "--shard-tokens",
+                "5000",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert f"backend {backend}" in capsys.readouterr().out
     assert main(["inspect", str(out)]) == 0
     index = NgramIndex.load(out)
@@ -180,29 +228,45 @@ def test_index_scheme_ngram_is_the_ngrams_command(tmp_path, capsys) -> None:
     assert [t.tolist() for t in x.next_tokens_csr(x.root(1))] == [t.tolist() for t in y.next_tokens_csr(y.root(1))]
     assert main(["index", "--data", "minicorpus", "--scheme", "ngram", "--k", "10", "--out", str(tmp_path / "c")]) == 2
     assert "--k do not apply" in capsys.readouterr().err
-    assert main(["index", "--data", "minicorpus", "--scheme", "atomic", "--backend", "sa", "--out",
-                 str(tmp_path / "d")]) == 2
+    assert (
+        main(["index", "--data", "minicorpus", "--scheme", "atomic", "--backend", "sa", "--out", str(tmp_path / "d")])
+        == 2
+    )
     assert "--backend only apply" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("argv", "option", "why"), [
-    (["search", "--index", "x", "q", "-k", "0"], "-k", "expected a positive integer, got '0'"),
-    (["search", "--index", "x", "q", "-k", "-1"], "-k", "expected a positive integer, got '-1'"),
-    (["evaluate", "--data", "minicorpus", "--k", "0"], "--k", "expected a positive integer"),
-    (["evaluate", "--data", "minicorpus", "--measures", "bogus"], "--measures", "unknown measure 'bogus'"),
-    (["index", "--data", "minicorpus", "--scheme", "naive", "--seed", "-1", "--out", "o"], "--seed",
-     "expected a non-negative integer, got '-1'"),
-    (["ngrams", "--data", "minicorpus", "--shard-tokens", "-5", "--out", "o"], "--shard-tokens",
-     "expected a positive integer"),
-    (["ngrams", "--data", "minicorpus", "--shard-tokens", "0", "--out", "o"], "--shard-tokens",
-     "expected a positive integer"),
-    (["ngrams", "--data", "minicorpus", "--title-markers", "1", "x", "--out", "o"], "--title-markers",
-     "expected an integer, got 'x'"),
-])
-
-
-def test_bad_option_values_are_refused_before_any_work(argv: list[str], option: str, why: str,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "option", "why"),
+    [
+        (["search", "--index", "x", "q", "-k", "0"], "-k", "expected a positive integer, got '0'"),
+        (["search", "--index", "x", "q", "-k", "-1"], "-k", "expected a positive integer, got '-1'"),
+        (["evaluate", "--data", "minicorpus", "--k", "0"], "--k", "expected a positive integer"),
+        (["evaluate", "--data", "minicorpus", "--measures", "bogus"], "--measures", "unknown measure 'bogus'"),
+        (
+            ["index", "--data", "minicorpus", "--scheme", "naive", "--seed", "-1", "--out", "o"],
+            "--seed",
+            "expected a non-negative integer, got '-1'",
+        ),
+        (
+            ["ngrams", "--data", "minicorpus", "--shard-tokens", "-5", "--out", "o"],
+            "--shard-tokens",
+            "expected a positive integer",
+        ),
+        (
+            ["ngrams", "--data", "minicorpus", "--shard-tokens", "0", "--out", "o"],
+            "--shard-tokens",
+            "expected a positive integer",
+        ),
+        (
+            ["ngrams", "--data", "minicorpus", "--title-markers", "1", "x", "--out", "o"],
+            "--title-markers",
+            "expected an integer, got 'x'",
+        ),
+    ],
+)
+def test_bad_option_values_are_refused_before_any_work(
+    argv: list[str], option: str, why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
@@ -211,8 +275,9 @@ def test_bad_option_values_are_refused_before_any_work(argv: list[str], option: 
 
 
 @pytest.mark.parametrize("markers", [["1", "1"], ["1", "999999"]])
-def test_title_markers_must_be_two_token_ids_of_the_tokenizer(markers: list[str], tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_title_markers_must_be_two_token_ids_of_the_tokenizer(
+    markers: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["ngrams", "--data", "minicorpus", "--title-markers", *markers, "--out", str(tmp_path / "o")]) == 2
     assert "--title-markers: title markers must be two different token ids" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
@@ -242,22 +307,38 @@ def test_a_missing_tokenizer_folder_is_a_clear_error(tmp_path: Path, capsys) -> 
 
 def test_a_missing_encoder_folder_is_a_clear_error(tmp_path: Path, capsys) -> None:
     missing = str(tmp_path / "no" / "such" / "encoder")
-    assert main(["index", "--data", "minicorpus", "--scheme", "semantic", "--encoder", missing,
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "index",
+                "--data",
+                "minicorpus",
+                "--scheme",
+                "semantic",
+                "--encoder",
+                missing,
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert f"encoder folder not found: {missing}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("argv", "code"), [
-    (["index", "--data", "no/such/folder", "--scheme", "atomic", "--out", "{tmp}/a"], 2),
-    (["ngrams", "--data", "no/such/folder", "--out", "{tmp}/b"], 2),
-    (["evaluate", "--data", "no/such/folder"], 2),
-    (["inspect", "{tmp}"], 3),  # a folder that is not an artifact: the check ran and failed
-    (["run", "no/such/recipe.yaml"], 2),
-    (["train", "quickstart", "train.lr=-1"], 2),
-    (["search", "--index", "{tmp}", "bees"], 2),
-    (["scale"], 2),
-])
-def test_every_command_exits_2_on_bad_input_and_3_on_a_failed_check(argv: list[str], code: int,
-                                                                    tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["index", "--data", "no/such/folder", "--scheme", "atomic", "--out", "{tmp}/a"], 2),
+        (["ngrams", "--data", "no/such/folder", "--out", "{tmp}/b"], 2),
+        (["evaluate", "--data", "no/such/folder"], 2),
+        (["inspect", "{tmp}"], 3),  # a folder that is not an artifact: the check ran and failed
+        (["run", "no/such/recipe.yaml"], 2),
+        (["train", "quickstart", "train.lr=-1"], 2),
+        (["search", "--index", "{tmp}", "bees"], 2),
+        (["scale"], 2),
+    ],
+)
+def test_every_command_exits_2_on_bad_input_and_3_on_a_failed_check(argv: list[str], code: int, tmp_path: Path) -> None:
     """The rule of `genret --help`: 0 done, 2 bad input (one line, no traceback), 3 a check that failed."""
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == code

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Version v4.12.0 introduces:Futur
 
 
 def _model(n: int = 10):
-    corpus = datasets.Dataset.from_dict({"_id": [f"d{i}" for i in range(n)], "title": [""] * n,
-                                         "text": [f"document number {i}" for i in range(n)]})
+    corpus = datasets.Dataset.from_dict(
+        {"_id": [f"d{i}" for i in range(n)], "title": [""] * n, "text": [f"document number {i}" for i in range(n)]}
+    )
     docids = make_scheme("atomic").assign(corpus)
     model, _ = build_model(tiny_model_config("minilm-decoder"), docids)
     return model, docids

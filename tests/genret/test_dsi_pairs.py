@@ -31,13 +31,25 @@ DOCS = [
     {"_id": "run", "title": "Running", "text": "She runs every morning; running keeps her fit and cheerful."},
 ]
 QUERIES = {
-    "q1": "which animal purrs", "q2": "dog in the garden", "q3": "striped horse", "q4": "pets",
-    "q5": "numbered words", "q6": "vehicle wheels", "q7": "morning exercise", "q8": "giraffe relative",
+    "q1": "which animal purrs",
+    "q2": "dog in the garden",
+    "q3": "striped horse",
+    "q4": "pets",
+    "q5": "numbered words",
+    "q6": "vehicle wheels",
+    "q7": "morning exercise",
+    "q8": "giraffe relative",
     "q9": "unjudged query",
 }
 QRELS = {  # 10 relevant judgments; q4 has three, one of them not relevant
-    "q1": {"cat": 1}, "q2": {"dog": 2}, "q3": {"zeb": 1}, "q4": {"cat": 1, "dog": 1, "car": 0},
-    "q5": {"long": 1}, "q6": {"car": 1}, "q7": {"run": 1, "long": 1}, "q8": {"zeb": 1},
+    "q1": {"cat": 1},
+    "q2": {"dog": 2},
+    "q3": {"zeb": 1},
+    "q4": {"cat": 1, "dog": 1, "car": 0},
+    "q5": {"long": 1},
+    "q6": {"car": 1},
+    "q7": {"run": 1, "long": 1},
+    "q8": {"zeb": 1},
 }
 N_RELEVANT = 10
 
@@ -73,8 +85,17 @@ def contiguous_at(words: list[str], run: list[str]) -> list[int]:
 
 
 def test_counts_per_task_and_targets(corpus, docids) -> None:
-    pairs = build_training_pairs(corpus, docids, queries=QUERIES, qrels=QRELS, queries_per_doc=2,
-                                 index_views=("text", "chunks"), spans_per_doc=3, chunk_words=64, progress=False)
+    pairs = build_training_pairs(
+        corpus,
+        docids,
+        queries=QUERIES,
+        qrels=QRELS,
+        queries_per_doc=2,
+        index_views=("text", "chunks"),
+        spans_per_doc=3,
+        chunk_words=64,
+        progress=False,
+    )
     n = len(DOCS)
     chunks = sum(-(-len(words_of(i)) // 64) for i in range(n))
     assert chunks == n + 2  # the long document has 3 chunks
@@ -101,8 +122,9 @@ def test_retrieval_pairs_match_qrels_exactly(corpus, docids) -> None:
 
 def test_task_weights_give_expected_counts(corpus, docids) -> None:
     weights = {"indexing": 0.0, "retrieval": 2.5, "pseudo_query": 0.5}
-    pairs = build_training_pairs(corpus, docids, queries=QUERIES, qrels=QRELS, queries_per_doc=2,
-                                 task_weights=weights, progress=False)
+    pairs = build_training_pairs(
+        corpus, docids, queries=QUERIES, qrels=QRELS, queries_per_doc=2, task_weights=weights, progress=False
+    )
     tasks = Counter(pairs["task"])
     assert tasks == {"retrieval": 25, "pseudo_query": 6}
     retrieval = Counter((r["source"], r["doc"]) for r in pairs if r["task"] == "retrieval")
@@ -111,14 +133,22 @@ def test_task_weights_give_expected_counts(corpus, docids) -> None:
     assert len(set(pseudo)) == 6  # the sample is without replacement
     unused = build_training_pairs(corpus, docids, pseudo_queries="no/such-model", queries_per_doc=0, progress=False)
     assert Counter(unused["task"]) == {"indexing": len(DOCS)}  # no pseudo-queries asked: the generator is not built
-    whole = build_training_pairs(corpus, docids, queries=QUERIES, qrels=QRELS, task_weights={"retrieval": 3},
-                                 progress=False)
+    whole = build_training_pairs(
+        corpus, docids, queries=QUERIES, qrels=QRELS, task_weights={"retrieval": 3}, progress=False
+    )
     assert Counter(whole["task"]) == {"indexing": len(DOCS), "retrieval": 3 * N_RELEVANT}
 
 
 def test_deterministic_for_seed_and_different_across_seeds(corpus, docids) -> None:
-    kwargs = dict(queries=QUERIES, qrels=QRELS, queries_per_doc=2, index_views=("text", "chunks"), spans_per_doc=2,
-                  task_weights={"retrieval": 1.5}, progress=False)
+    kwargs = dict(
+        queries=QUERIES,
+        qrels=QRELS,
+        queries_per_doc=2,
+        index_views=("text", "chunks"),
+        spans_per_doc=2,
+        task_weights={"retrieval": 1.5},
+        progress=False,
+    )
     a = build_training_pairs(corpus, docids, seed=3, **kwargs).to_dict()
     b = build_training_pairs(corpus, docids, seed=3, **kwargs).to_dict()
     c = build_training_pairs(corpus, docids, seed=4, **kwargs).to_dict()
@@ -159,10 +189,16 @@ def test_blank_documents_and_queries_are_dropped_with_a_warning(tokenizer) -> No
     corpus = datasets.Dataset.from_list([*DOCS[:2], {"_id": "empty", "title": "", "text": "  "}])
     docids = make_scheme("naive").assign(corpus, tokenizer)
     with pytest.warns(DataWarning) as record:
-        pairs = build_training_pairs(corpus, docids, queries={"q": "cat", "blank": " ", "e": "nothing"},
-                                     qrels={"q": {"cat": 1}, "blank": {"dog": 1}, "e": {"empty": 1}},
-                                     index_views=("text", "chunks"), spans_per_doc=1, queries_per_doc=1,
-                                     progress=False)
+        pairs = build_training_pairs(
+            corpus,
+            docids,
+            queries={"q": "cat", "blank": " ", "e": "nothing"},
+            qrels={"q": {"cat": 1}, "blank": {"dog": 1}, "e": {"empty": 1}},
+            index_views=("text", "chunks"),
+            spans_per_doc=1,
+            queries_per_doc=1,
+            progress=False,
+        )
     messages = [str(w.message) for w in record]
     assert any("1 empty documents" in m and "'empty'" in m for m in messages)
     assert any("blank source" in m and "1 retrieval" in m for m in messages)
@@ -198,8 +234,9 @@ def test_collator_pads_truncates_and_round_trips(scheme, corpus, tokenizer, hf_t
     params = {"order": "shuffled", "seed": 1} if scheme == "naive" else {}
     docids = make_scheme(scheme, **params).assign(corpus, tokenizer)
     doc_of = {tuple(docids.tokens(i).tolist()): i for i in range(len(docids))}
-    pairs = build_training_pairs(corpus, docids, queries=QUERIES, qrels=QRELS, index_views=("text", "chunks"),
-                                 progress=False)
+    pairs = build_training_pairs(
+        corpus, docids, queries=QUERIES, qrels=QRELS, index_views=("text", "chunks"), progress=False
+    )
     collate = Seq2SeqCollator(hf_tokenizer, max_source_length=12)
     loader = torch.utils.data.DataLoader(pairs, batch_size=7, collate_fn=collate)
     seen = 0
@@ -210,8 +247,7 @@ def test_collator_pads_truncates_and_round_trips(scheme, corpus, tokenizer, hf_t
         rows = pairs[seen : seen + len(batch["labels"])]
         width = max(len(ids) for ids in rows["target_ids"])
         assert batch["labels"].shape == (len(rows["target_ids"]), width)
-        for i, (source, target, ids) in enumerate(zip(rows["source"], rows["target"], rows["target_ids"],
-                                                      strict=True)):
+        for i, (source, target, ids) in enumerate(zip(rows["source"], rows["target"], rows["target_ids"], strict=True)):
             labels = batch["labels"][i]
             assert labels[: len(ids)].tolist() == ids and (labels[len(ids) :] == -100).all()
             kept = labels[labels != -100].tolist()
@@ -234,8 +270,15 @@ def test_minicorpus_end_to_end() -> None:
     data = load_beir("minicorpus", split="train")
     docids = make_scheme("atomic").assign(data.corpus, load_tokenizer("minilm"))
     start = time.perf_counter()
-    pairs = build_training_pairs(data.corpus, docids, queries=data.queries, qrels=data.qrels,
-                                 queries_per_doc=2, pseudo_queries="spans", progress=False)
+    pairs = build_training_pairs(
+        data.corpus,
+        docids,
+        queries=data.queries,
+        qrels=data.qrels,
+        queries_per_doc=2,
+        pseudo_queries="spans",
+        progress=False,
+    )
     assert time.perf_counter() - start < 5
     assert len(data.queries) == 200
     assert Counter(pairs["task"]) == {"indexing": 200, "retrieval": 200, "pseudo_query": 400}
@@ -264,8 +307,13 @@ def test_span_queries_and_make_generator() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(sizes=st.lists(st.integers(0, 30), max_size=8), n=st.integers(0, 5), lo=st.integers(1, 6),
-       extra=st.integers(0, 6), seed=st.integers(0, 2**32 - 1))
+@given(
+    sizes=st.lists(st.integers(0, 30), max_size=8),
+    n=st.integers(0, 5),
+    lo=st.integers(1, 6),
+    extra=st.integers(0, 6),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_sample_spans_property(sizes, n, lo, extra, seed) -> None:
     words = [[f"{d}_{i}" for i in range(size)] for d, size in enumerate(sizes)]
     spans = sample_spans(words, n, lo, lo + extra, np.random.default_rng(seed))
@@ -284,9 +332,18 @@ def tiny_t5(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-t5")
     tok = AutoTokenizer.from_pretrained(str(minilm_path()))
-    config = T5Config(vocab_size=len(tok), d_model=16, d_ff=32, d_kv=8, num_layers=1, num_decoder_layers=1,
-                      num_heads=2, pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id,
-                      decoder_start_token_id=tok.pad_token_id)
+    config = T5Config(
+        vocab_size=len(tok),
+        d_model=16,
+        d_ff=32,
+        d_kv=8,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.sep_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     T5ForConditionalGeneration(config).save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -307,7 +364,8 @@ def test_seq2seq_queries_with_a_tiny_local_model(tiny_t5, corpus, tokenizer) -> 
     assert gen(texts, 0, seed=5) == [[] for _ in texts]
     small = corpus.select(range(2))
     docids = make_scheme("naive").assign(small, tokenizer)
-    pairs = build_training_pairs(small, docids, pseudo_queries=gen, queries_per_doc=2, index_views=(), seed=5,
-                                 progress=False)
+    pairs = build_training_pairs(
+        small, docids, pseudo_queries=gen, queries_per_doc=2, index_views=(), seed=5, progress=False
+    )
     assert set(pairs["task"]) <= {"pseudo_query"} and len(pairs) <= 4
     assert Counter(pairs["source"]) == Counter(s for q in gen(texts[:2], 2, seed=5) for s in q if s.strip())

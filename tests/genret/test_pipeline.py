@@ -40,8 +40,6 @@ eval: {k: 5, measures: [nDCG@5, R@1, R@5, RR@5], baselines: [bm25], during_train
 """
 
 
-
-
 def tiny_recipe(tmp: Path, out: Path, *overrides: str) -> Recipe:
     path = tmp / "tiny.yaml"
     path.write_text(RECIPE)
@@ -96,8 +94,10 @@ def test_run_files_and_training_logs(finished) -> None:
     memo = memorization_set(data.corpus, 8)
     assert len(memo.queries) == 8 and all(memo.qrels[q] == {q: 1} for q in memo.queries)
     for system in ("genret", "bm25"):
-        for set_name, qids, qrels in (("queries", eval_qids, data.qrels), ("memorization", set(memo.queries),
-                                                                            memo.qrels)):
+        for set_name, qids, qrels in (
+            ("queries", eval_qids, data.qrels),
+            ("memorization", set(memo.queries), memo.qrels),
+        ):
             run = read_trec_run(out / "runs" / f"{system}.{set_name}.trec")
             assert set(run) == qids and all(len(docs) == 5 for docs in run.values())
             measures = MEASURES if set_name == "queries" else ["R@1", "R@10"]
@@ -281,8 +281,16 @@ def test_seal_learns_from_teacher_judged_pseudo_queries_when_asked(tmp_path) -> 
     corpus = load_beir("minicorpus").corpus.select(range(30))
     plain = prepare_seal(load_recipe(path), corpus, None, None, progress=False)
     assert "pseudo_query" not in set(plain.pairs["task"])
-    recipe = load_recipe(path, ["pairs.pseudo_queries=keywords", "pairs.queries_per_doc=2", "pairs.teacher=bm25",
-                                "pairs.teacher_samples=2", "seal.spans_per_pseudo_query=3"])
+    recipe = load_recipe(
+        path,
+        [
+            "pairs.pseudo_queries=keywords",
+            "pairs.queries_per_doc=2",
+            "pairs.teacher=bm25",
+            "pairs.teacher_samples=2",
+            "seal.spans_per_pseudo_query=3",
+        ],
+    )
     made = prepare_seal(recipe, corpus, None, None, progress=False)
     tasks = Counter(made.pairs["task"])
     assert 3 * 2 * 30 <= tasks["pseudo_query"] <= 3 * 2 * 30 * 3  # own passage plus up to 2 distinct teacher draws

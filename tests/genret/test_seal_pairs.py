@@ -41,8 +41,17 @@ def test_overlap_spans_prefer_windows_that_share_tokens_with_the_query() -> None
 
 
 def test_long_titles_are_cut_to_title_tokens_and_stay_ngrams_of_the_index(data, tokenizer) -> None:
-    pairs = build_seal_pairs(data.corpus, tokenizer, queries=data.queries, qrels=data.qrels, title_markers=MARKERS,
-                             spans_per_query=1, titles_per_query=1, title_tokens=2, progress=False)
+    pairs = build_seal_pairs(
+        data.corpus,
+        tokenizer,
+        queries=data.queries,
+        qrels=data.qrels,
+        title_markers=MARKERS,
+        spans_per_query=1,
+        titles_per_query=1,
+        title_tokens=2,
+        progress=False,
+    )
     index = NgramIndex.build(data.corpus, tokenizer, title_markers=MARKERS, progress=False)
     cut = kept = 0
     for target, task, doc in zip(pairs["target_ids"], pairs["task"], pairs["doc"], strict=True):
@@ -59,8 +68,16 @@ def test_long_titles_are_cut_to_title_tokens_and_stay_ngrams_of_the_index(data, 
 
 
 def test_supervised_pairs_are_ngrams_of_the_index(data, tokenizer) -> None:
-    pairs = build_seal_pairs(data.corpus, tokenizer, queries=data.queries, qrels=data.qrels, title_markers=MARKERS,
-                             spans_per_query=4, titles_per_query=2, progress=False)
+    pairs = build_seal_pairs(
+        data.corpus,
+        tokenizer,
+        queries=data.queries,
+        qrels=data.qrels,
+        title_markers=MARKERS,
+        spans_per_query=4,
+        titles_per_query=2,
+        progress=False,
+    )
     titled = {d for d, title in zip(data.corpus["_id"], data.corpus["title"], strict=True) if title}
     judged = [d for rel in data.qrels.values() for d, r in rel.items() if r > 0]
     assert len(titled) < len(data.corpus)  # two tiny_beir documents have no title: no title pairs for them
@@ -87,8 +104,14 @@ def test_unsupervised_pairs_train_a_corpus_without_queries(data, tokenizer) -> N
     assert Counter(pairs["task"]) == {"unsupervised": 3 * n}  # no markers: spans only, no titles
     again = build_seal_pairs(data.corpus, tokenizer, unsupervised_per_doc=3, span_tokens=6, progress=False)
     assert pairs["source"] == again["source"] and pairs["target_ids"] == again["target_ids"]
-    titled = build_seal_pairs(data.corpus, tokenizer, unsupervised_per_doc=2, title_markers=MARKERS,
-                              task_weights={"unsupervised": 0.5}, progress=False)
+    titled = build_seal_pairs(
+        data.corpus,
+        tokenizer,
+        unsupervised_per_doc=2,
+        title_markers=MARKERS,
+        task_weights={"unsupervised": 0.5},
+        progress=False,
+    )
     with_title = sum(1 for title in data.corpus["title"] if title)
     assert len(titled) == round(0.5 * 2 * (n + with_title))
     for source, ids, doc in zip(pairs["source"], pairs["target_ids"], pairs["doc"], strict=True):
@@ -103,8 +126,7 @@ def test_errors(data, tokenizer) -> None:
     with pytest.raises(ValueError, match="go together"):
         build_seal_pairs(data.corpus, tokenizer, queries=data.queries, progress=False)
     with pytest.raises(ValueError, match="unknown task"):
-        build_seal_pairs(data.corpus, tokenizer, unsupervised_per_doc=1, task_weights={"indexing": 1},
-                         progress=False)
+        build_seal_pairs(data.corpus, tokenizer, unsupervised_per_doc=1, task_weights={"indexing": 1}, progress=False)
     with pytest.raises(ValueError, match="unknown queries or documents"):
         build_seal_pairs(data.corpus, tokenizer, queries=data.queries, qrels={"q1": {"nope": 1}}, progress=False)
 
@@ -115,9 +137,19 @@ def test_pseudo_query_pairs_are_spans_of_their_judged_passages(data, tokenizer) 
     doc_ids = list(data.corpus["_id"])
     pq = {f"p{i}": " ".join(data.corpus[i]["text"].split()[:3]) for i in range(4)}
     pq_rel = {f"p{i}": {doc_ids[i]: 1, doc_ids[(i + 1) % len(doc_ids)]: 1} for i in range(4)}
-    pairs = build_seal_pairs(data.corpus, tokenizer, queries=data.queries, qrels=data.qrels, title_markers=MARKERS,
-                             spans_per_query=1, titles_per_query=1, pseudo_queries=pq, pseudo_qrels=pq_rel,
-                             spans_per_pseudo_query=3, progress=False)
+    pairs = build_seal_pairs(
+        data.corpus,
+        tokenizer,
+        queries=data.queries,
+        qrels=data.qrels,
+        title_markers=MARKERS,
+        spans_per_query=1,
+        titles_per_query=1,
+        pseudo_queries=pq,
+        pseudo_qrels=pq_rel,
+        spans_per_pseudo_query=3,
+        progress=False,
+    )
     judged = [d for rel in data.qrels.values() for d, r in rel.items() if r > 0]
     tasks = Counter(pairs["task"])
     assert tasks["pseudo_query"] == 3 * 2 * 4 and tasks["retrieval"] == len(judged)

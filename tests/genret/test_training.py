@@ -120,8 +120,13 @@ def test_lr_factor_ratio_and_bounds() -> None:
 
 def test_grad_accum_matches_larger_batch(tmp_path: Path) -> None:
     data = rows(24)
-    big = train(tiny_t5(), data, collate,
-                TrainConfig(output_dir=str(tmp_path / "big"), max_steps=4, batch_size=8, lr=1e-2), progress=False)
+    big = train(
+        tiny_t5(),
+        data,
+        collate,
+        TrainConfig(output_dir=str(tmp_path / "big"), max_steps=4, batch_size=8, lr=1e-2),
+        progress=False,
+    )
     accum = train(tiny_t5(), data, collate,
                   TrainConfig(output_dir=str(tmp_path / "accum"), max_steps=4, batch_size=4, grad_accum=2, lr=1e-2),
                   progress=False)  # fmt: skip
@@ -187,9 +192,10 @@ def test_kill_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path: Path) ->
     assert [m["step"] for m in metrics(out_b) if m.get("eval")] == [1, 2, 3]
     assert sorted(p.name for p in (out_b / "checkpoints").iterdir()) == ["step-6", "step-7"]
     state = json.loads((out_b / "checkpoints" / "step-7" / "trainer_state.json").read_text())
-    assert state["samples_seen"] == json.loads(
-        (tmp_path / "a" / "checkpoints" / "step-7" / "trainer_state.json").read_text()
-    )["samples_seen"]
+    assert (
+        state["samples_seen"]
+        == json.loads((tmp_path / "a" / "checkpoints" / "step-7" / "trainer_state.json").read_text())["samples_seen"]
+    )
 
     with pytest.raises(ValueError, match="batch_size"):
         train(tiny_t5(), data, collate, TrainConfig(output_dir=str(out_b), **{**config, "batch_size": 4}),
@@ -232,13 +238,19 @@ def fresh_accelerate_state():
 
 
 def test_bf16_autocast_on_cpu_learns_keeps_float32_weights_and_resumes_exactly(
-        tmp_path: Path, fresh_accelerate_state: None) -> None:
+    tmp_path: Path, fresh_accelerate_state: None
+) -> None:
     from accelerate.state import AcceleratorState
 
     data = rows(20)
     config = dict(max_steps=6, batch_size=8, lr=1e-2, warmup_steps=1, log_every=1, checkpoint_every=3)
-    fp32 = train(tiny_t5(dropout=0.1), data, collate,
-                 TrainConfig(output_dir=str(tmp_path / "fp32"), mixed_precision="no", **config), progress=False)
+    fp32 = train(
+        tiny_t5(dropout=0.1),
+        data,
+        collate,
+        TrainConfig(output_dir=str(tmp_path / "fp32"), mixed_precision="no", **config),
+        progress=False,
+    )
     AcceleratorState._reset_state(True)
     bf16 = dict(config, mixed_precision="bf16")
     straight = train(tiny_t5(dropout=0.1), data, collate, TrainConfig(output_dir=str(tmp_path / "a"), **bf16),
@@ -325,14 +337,32 @@ def test_length_grouping_cuts_padding() -> None:
 
 def test_resume_refuses_a_change_of_grouping(tmp_path: Path) -> None:
     data, config = rows(16), dict(max_steps=2, batch_size=4, checkpoint_every=1, lr=1e-3)
-    train(tiny_t5(), data, collate, TrainConfig(output_dir=str(tmp_path), **config), progress=False,
-          lengths=[1 + i % 3 for i in range(16)])
+    train(
+        tiny_t5(),
+        data,
+        collate,
+        TrainConfig(output_dir=str(tmp_path), **config),
+        progress=False,
+        lengths=[1 + i % 3 for i in range(16)],
+    )
     with pytest.raises(ValueError, match="group_by_length"):
-        train(tiny_t5(), data, collate, TrainConfig(output_dir=str(tmp_path), **{**config, "max_steps": 3}),
-              resume=True, progress=False)
+        train(
+            tiny_t5(),
+            data,
+            collate,
+            TrainConfig(output_dir=str(tmp_path), **{**config, "max_steps": 3}),
+            resume=True,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="lengths has 3 entries"):
-        train(tiny_t5(), data, collate, TrainConfig(output_dir=str(tmp_path / "x"), **config), progress=False,
-              lengths=[1, 2, 3])
+        train(
+            tiny_t5(),
+            data,
+            collate,
+            TrainConfig(output_dir=str(tmp_path / "x"), **config),
+            progress=False,
+            lengths=[1, 2, 3],
+        )
 
 
 def test_resume_without_checkpoint_starts_fresh(tmp_path: Path) -> None:

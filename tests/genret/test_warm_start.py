@@ -16,15 +16,23 @@ TINY = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "in
 
 def build(pretrained: bool, vocab: int, encoder_vocab: int, copy: int):
     torch.manual_seed(0)
-    return build_bert2bert(pretrained=pretrained, vocab_size=vocab, encoder_vocab_size=encoder_vocab, pad_token_id=0,
-                           copy_word_embeddings=copy, decoder_layers=1, decoder_heads=None,
-                           decoder_intermediate=None, overrides={} if pretrained else TINY, dropout=0.0)
+    return build_bert2bert(
+        pretrained=pretrained,
+        vocab_size=vocab,
+        encoder_vocab_size=encoder_vocab,
+        pad_token_id=0,
+        copy_word_embeddings=copy,
+        decoder_layers=1,
+        decoder_heads=None,
+        decoder_intermediate=None,
+        overrides={} if pretrained else TINY,
+        dropout=0.0,
+    )
 
 
 def test_decoder_config_follows_the_encoder() -> None:
     encoder = BertConfig(vocab_size=50, max_position_embeddings=40, **TINY)
-    cfg = decoder_config(encoder, vocab_size=60, layers=2, heads=None, intermediate=None, overrides={},
-                         pad_token_id=0)
+    cfg = decoder_config(encoder, vocab_size=60, layers=2, heads=None, intermediate=None, overrides={}, pad_token_id=0)
     assert cfg.is_decoder and cfg.add_cross_attention and cfg.vocab_size == 60 and cfg.num_hidden_layers == 2
     assert (cfg.hidden_size, cfg.num_attention_heads, cfg.max_position_embeddings) == (16, 2, 40)
     set_dropout(cfg, 0.0)

@@ -123,13 +123,17 @@ def _digest_of(manifest: dict) -> str:
     return _digest(manifest)
 
 
-@pytest.mark.parametrize("name", ["../../../../etc/passwd", "/etc/passwd", "sub/../../x", "./a.npy", "a\\b",
-                                  "", "sub//meta.json", "manifest.json"])
+@pytest.mark.parametrize(
+    "name",
+    ["../../../../etc/passwd", "/etc/passwd", "sub/../../x", "./a.npy", "a\\b", "", "sub//meta.json", "manifest.json"],
+)
 def test_manifest_entries_must_stay_inside_the_folder(tmp_path: Path, name: str) -> None:
     out = write_artifact(tmp_path / "art", "k", _write)
     manifest = json.loads((out / "manifest.json").read_text())
-    manifest["files"][name] = {"sha256": sha256_file(Path("/etc/hostname")) if Path("/etc/hostname").exists()
-                               else "0" * 64, "size": 5}
+    manifest["files"][name] = {
+        "sha256": sha256_file(Path("/etc/hostname")) if Path("/etc/hostname").exists() else "0" * 64,
+        "size": 5,
+    }
     manifest["digest"] = _digest_of(manifest)  # recomputed with the project's own function
     (out / "manifest.json").write_text(json.dumps(manifest))
     for verify in (True, False):
@@ -150,8 +154,9 @@ def test_a_symlink_leading_outside_is_refused(tmp_path: Path) -> None:
         read_manifest(out)
 
 
-@pytest.mark.parametrize("entry", [{"size": "5", "sha256": "0" * 64}, {"size": -1, "sha256": "0" * 64},
-                                   {"size": 3}, "oops"])
+@pytest.mark.parametrize(
+    "entry", [{"size": "5", "sha256": "0" * 64}, {"size": -1, "sha256": "0" * 64}, {"size": 3}, "oops"]
+)
 def test_malformed_file_entries_are_refused(tmp_path: Path, entry: object) -> None:
     out = write_artifact(tmp_path / "art", "k", _write)
     manifest = json.loads((out / "manifest.json").read_text())

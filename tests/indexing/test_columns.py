@@ -7,8 +7,11 @@ import pytest
 
 from indexing.columns import column, column_names, document_texts
 
-RECORDS = [{"_id": "a", "title": "Moon ", "text": "rocks"}, {"_id": "b", "title": None, "text": " sea "},
-           {"_id": "c", "text": "", "title": "  "}]
+RECORDS = [
+    {"_id": "a", "title": "Moon ", "text": "rocks"},
+    {"_id": "b", "title": None, "text": " sea "},
+    {"_id": "c", "text": "", "title": "  "},
+]
 
 
 def shapes() -> list:

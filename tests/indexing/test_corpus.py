@@ -57,8 +57,9 @@ def plain(records: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{k: v.translate(table) for k, v in r.items()} for r in records]
 
 
-def write_delimited(path: Path, records: list[dict[str, str]], delimiter: str,
-                    columns: list[str] | None = None) -> Path:
+def write_delimited(
+    path: Path, records: list[dict[str, str]], delimiter: str, columns: list[str] | None = None
+) -> Path:
     columns = columns or list(records[0])
     if delimiter == "\t":  # plain TSV: one record per line, no quoting
         lines = ["\t".join(columns)] + ["\t".join(r.get(c, "") for c in columns) for r in records]
@@ -108,8 +109,7 @@ def test_in_memory_dataset_honours_select_and_int_ids() -> None:
 def test_csv_columns_id_and_docid_and_any_order(tmp_path: Path) -> None:
     records = [{"text": "hello", "docid": "x1"}, {"text": "world", "docid": "x2"}]
     corpus = load_corpus(write_delimited(tmp_path / "c.csv", records, ","))
-    assert rows(corpus) == [{"_id": "x1", "title": "", "text": "hello"},
-                            {"_id": "x2", "title": "", "text": "world"}]
+    assert rows(corpus) == [{"_id": "x1", "title": "", "text": "hello"}, {"_id": "x2", "title": "", "text": "world"}]
 
 
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
@@ -117,9 +117,7 @@ texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(docs=st.lists(st.tuples(texts, texts), min_size=1, max_size=6))
-def test_arbitrary_text_round_trips_through_jsonl_tsv_csv(
-    tmp_path: Path, docs: list[tuple[str, str]]
-) -> None:
+def test_arbitrary_text_round_trips_through_jsonl_tsv_csv(tmp_path: Path, docs: list[tuple[str, str]]) -> None:
     records = [{"_id": f"d{i}", "title": title, "text": text} for i, (title, text) in enumerate(docs)]
     write_jsonl(tmp_path / "p.jsonl", records)
     write_delimited(tmp_path / "p.tsv", plain(records), "\t")
@@ -136,21 +134,24 @@ def test_arbitrary_text_round_trips_through_jsonl_tsv_csv(
 GOOD = {"_id": "a", "title": "t", "text": "x"}
 
 
-@pytest.mark.parametrize(("bad_line", "expected"), [
-    ({"title": "t", "text": "x"}, "field '_id': missing"),
-    ({"_id": "", "text": "x"}, "field '_id': empty"),
-    ({"_id": 1.5, "text": "x"}, "field '_id': expected a string, got float"),
-    ({"_id": None, "text": "x"}, "field '_id': expected a string, got null"),
-    ({"_id": "b", "title": "t"}, "field 'text': missing"),
-    ({"_id": "b", "text": ["a", "list"]}, "field 'text': expected a string, got list"),
-    ({"_id": "b", "text": None}, "field 'text': expected a string, got null"),
-    ({"_id": "b", "title": 7, "text": "x"}, "field 'title': expected a string, got int"),
-    ({"_id": "b", "title": None, "text": "x"}, "field 'title': expected a string, got null"),
-    ({"_id": "b", "text": "x", "url": 3}, "field 'url': expected a string, got int"),
-    ('{"_id": "b", "text": "x"', "invalid JSON"),
-    ("[1, 2]", "expected a JSON object, got list"),
-    ('"just a string"', "expected a JSON object, got str"),
-])
+@pytest.mark.parametrize(
+    ("bad_line", "expected"),
+    [
+        ({"title": "t", "text": "x"}, "field '_id': missing"),
+        ({"_id": "", "text": "x"}, "field '_id': empty"),
+        ({"_id": 1.5, "text": "x"}, "field '_id': expected a string, got float"),
+        ({"_id": None, "text": "x"}, "field '_id': expected a string, got null"),
+        ({"_id": "b", "title": "t"}, "field 'text': missing"),
+        ({"_id": "b", "text": ["a", "list"]}, "field 'text': expected a string, got list"),
+        ({"_id": "b", "text": None}, "field 'text': expected a string, got null"),
+        ({"_id": "b", "title": 7, "text": "x"}, "field 'title': expected a string, got int"),
+        ({"_id": "b", "title": None, "text": "x"}, "field 'title': expected a string, got null"),
+        ({"_id": "b", "text": "x", "url": 3}, "field 'url': expected a string, got int"),
+        ('{"_id": "b", "text": "x"', "invalid JSON"),
+        ("[1, 2]", "expected a JSON object, got list"),
+        ('"just a string"', "expected a JSON object, got str"),
+    ],
+)
 def test_jsonl_errors_name_file_line_and_field(tmp_path: Path, bad_line: object, expected: str) -> None:
     path = write_jsonl(tmp_path / "corpus.jsonl", [GOOD, "", bad_line, GOOD])  # line 2 blank, line 3 bad
     with pytest.raises(CorpusError) as info:
@@ -178,17 +179,18 @@ def test_utf8_bom_is_ignored(tmp_path: Path) -> None:
     assert rows(load_corpus(path)) == [GOOD]
 
 
-@pytest.mark.parametrize(("header", "row", "expected"), [
-    (["_id", "title"], ["a", "t"], "c.tsv:1: field 'text': the header has no 'text' column"),
-    (["key", "text"], ["a", "t"], "c.tsv:1: field '_id': the header has no '_id' or 'id' or 'docid' column"),
-    (["_id", "text"], ["a", "t", "extra"], "c.tsv:3: expected 2 fields as in the header, got 3"),
-    (["_id", "text"], ["", "t"], "c.tsv:3: field '_id': empty"),
-])
-def test_tsv_errors_name_file_line_and_field(tmp_path: Path, header: list[str], row: list[str],
-                                             expected: str) -> None:
+@pytest.mark.parametrize(
+    ("header", "row", "expected"),
+    [
+        (["_id", "title"], ["a", "t"], "c.tsv:1: field 'text': the header has no 'text' column"),
+        (["key", "text"], ["a", "t"], "c.tsv:1: field '_id': the header has no '_id' or 'id' or 'docid' column"),
+        (["_id", "text"], ["a", "t", "extra"], "c.tsv:3: expected 2 fields as in the header, got 3"),
+        (["_id", "text"], ["", "t"], "c.tsv:3: field '_id': empty"),
+    ],
+)
+def test_tsv_errors_name_file_line_and_field(tmp_path: Path, header: list[str], row: list[str], expected: str) -> None:
     path = tmp_path / "c.tsv"
-    path.write_text("\t".join(header) + "\n" + "\t".join(["z", "ok"][: len(header)]) + "\n"
-                    + "\t".join(row) + "\n")
+    path.write_text("\t".join(header) + "\n" + "\t".join(["z", "ok"][: len(header)]) + "\n" + "\t".join(row) + "\n")
     with pytest.raises(CorpusError) as info:
         load_corpus(path)
     assert expected in str(info.value)
@@ -196,20 +198,25 @@ def test_tsv_errors_name_file_line_and_field(tmp_path: Path, header: list[str], 
 
 def test_a_tsv_is_one_record_per_line_and_keeps_quotes(tmp_path: Path) -> None:
     path = tmp_path / "stray.tsv"
-    path.write_text('_id\ttitle\ttext\n1\tt1\tfirst doc\n2\tt2\t"quoted start but no end\n3\tt3\tthird doc\n'
-                    '4\tt4\tsays "hi" twice\n5\tt5\t"fully quoted"\n')
+    path.write_text(
+        '_id\ttitle\ttext\n1\tt1\tfirst doc\n2\tt2\t"quoted start but no end\n3\tt3\tthird doc\n'
+        '4\tt4\tsays "hi" twice\n5\tt5\t"fully quoted"\n'
+    )
     corpus = load_corpus(path)
     assert corpus["_id"] == ["1", "2", "3", "4", "5"]
-    assert corpus["text"] == ["first doc", '"quoted start but no end', "third doc", 'says "hi" twice',
-                              '"fully quoted"']
+    assert corpus["text"] == ["first doc", '"quoted start but no end', "third doc", 'says "hi" twice', '"fully quoted"']
 
 
-@pytest.mark.parametrize(("text", "line", "what"), [
-    ('_id,text\n1,first\n2,"opens and never closes\n3,third\n4,fourth\n', 3, "never closes"),
-    ('_id,text\n1,first\n2,"closed" then text\n3,third\n', 3, "expected after"),
-])
-def test_a_csv_quote_that_does_not_close_is_refused_with_its_line(tmp_path: Path, text: str, line: int,
-                                                                   what: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "line", "what"),
+    [
+        ('_id,text\n1,first\n2,"opens and never closes\n3,third\n4,fourth\n', 3, "never closes"),
+        ('_id,text\n1,first\n2,"closed" then text\n3,third\n', 3, "expected after"),
+    ],
+)
+def test_a_csv_quote_that_does_not_close_is_refused_with_its_line(
+    tmp_path: Path, text: str, line: int, what: str
+) -> None:
     path = tmp_path / "c.csv"
     path.write_text(text)
     with pytest.raises(CorpusError, match=rf"c\.csv:{line}: .*{what}"):
@@ -232,16 +239,23 @@ def test_csv_line_numbers_count_multiline_fields(tmp_path: Path) -> None:
         load_corpus(path)
 
 
-@pytest.mark.parametrize(("columns", "expected"), [
-    ({"_id": ["a", "b", "c"], "text": ["x", "y", None]},
-     "Dataset row 2: field 'text': expected a string, got null"),
-    ({"_id": ["a", "b"], "text": [1, 2]}, "Dataset row 0: field 'text': expected a string, got int"),
-    ({"_id": ["a", "b"], "title": [["l"], ["m"]], "text": ["x", "y"]},
-     "Dataset row 0: field 'title': expected a string, got list"),
-    ({"_id": ["a", None], "text": ["x", "y"]}, "Dataset row 1: field '_id': expected a string, got null"),
-    ({"_id": ["a", ""], "text": ["x", "y"]}, "Dataset row 1: field '_id': empty"),
-    ({"_id": ["a"], "body": ["x"]}, "Dataset: field 'text': no 'text' column (columns: _id, body)"),
-])
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        (
+            {"_id": ["a", "b", "c"], "text": ["x", "y", None]},
+            "Dataset row 2: field 'text': expected a string, got null",
+        ),
+        ({"_id": ["a", "b"], "text": [1, 2]}, "Dataset row 0: field 'text': expected a string, got int"),
+        (
+            {"_id": ["a", "b"], "title": [["l"], ["m"]], "text": ["x", "y"]},
+            "Dataset row 0: field 'title': expected a string, got list",
+        ),
+        ({"_id": ["a", None], "text": ["x", "y"]}, "Dataset row 1: field '_id': expected a string, got null"),
+        ({"_id": ["a", ""], "text": ["x", "y"]}, "Dataset row 1: field '_id': empty"),
+        ({"_id": ["a"], "body": ["x"]}, "Dataset: field 'text': no 'text' column (columns: _id, body)"),
+    ],
+)
 def test_dataset_errors_name_row_and_field(columns: dict[str, list[object]], expected: str) -> None:
     with pytest.raises(CorpusError) as info:
         load_corpus(datasets.Dataset.from_dict(columns))
@@ -285,8 +299,10 @@ def test_invalid_option_values_raise_value_error(tmp_path: Path) -> None:
 
 
 def duplicated_corpus(tmp_path: Path) -> Path:
-    lines = [{"_id": i, "text": t} for i, t in
-             [("a", "a1"), ("b", "b1"), ("a", "a2"), ("c", "c1"), ("b", "b2"), ("a", "a3"), ("d", "d1")]]
+    lines = [
+        {"_id": i, "text": t}
+        for i, t in [("a", "a1"), ("b", "b1"), ("a", "a2"), ("c", "c1"), ("b", "b2"), ("a", "a3"), ("d", "d1")]
+    ]
     return write_jsonl(tmp_path / "corpus.jsonl", lines)
 
 
@@ -300,8 +316,11 @@ def test_duplicate_ids_error_names_count_ids_and_lines(tmp_path: Path) -> None:
 
 
 def test_duplicate_ids_warn_keeps_first_and_reports(tmp_path: Path) -> None:
-    with pytest.warns(DataWarning, match=r"2 duplicate _id values; kept the first of each \(3 rows dropped\)"
-                      r": 'a' \(lines 1, 3, 6\), 'b' \(lines 2, 5\)"):
+    with pytest.warns(
+        DataWarning,
+        match=r"2 duplicate _id values; kept the first of each \(3 rows dropped\)"
+        r": 'a' \(lines 1, 3, 6\), 'b' \(lines 2, 5\)",
+    ):
         corpus = load_corpus(duplicated_corpus(tmp_path), on_duplicate="warn")
     assert corpus["_id"][:] == ["a", "b", "c", "d"]
     assert corpus["text"][:] == ["a1", "b1", "c1", "d1"]
@@ -349,10 +368,17 @@ def test_ids_with_whitespace_or_control_characters_are_refused_at_load(tmp_path:
     assert where in message and "field '_id'" in message and repr(bad) in message and "TREC" in message
 
 
-@pytest.mark.parametrize(("name", "content"), [
-    ("c.jsonl", ""), ("c.jsonl", "\n  \n\n"), ("c.tsv", "_id\ttext\n"), ("c.tsv", "_id\ttext\n\n \n"),
-    ("c.csv", "_id,text\n"), ("c.parquet", None),
-])
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("c.jsonl", ""),
+        ("c.jsonl", "\n  \n\n"),
+        ("c.tsv", "_id\ttext\n"),
+        ("c.tsv", "_id\ttext\n\n \n"),
+        ("c.csv", "_id,text\n"),
+        ("c.parquet", None),
+    ],
+)
 def test_a_corpus_with_no_documents_is_refused(tmp_path: Path, name: str, content: str | None) -> None:
     path = tmp_path / name
     if content is None:
@@ -366,10 +392,16 @@ def test_a_corpus_with_no_documents_is_refused(tmp_path: Path, name: str, conten
 
 
 def test_empty_documents_are_kept_counted_and_reported(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "corpus.jsonl", [GOOD, {"_id": "e1", "text": ""},
-                                                   {"_id": "e2", "title": " ", "text": "\n"},
-                                                   {"_id": "t", "title": "only a title", "text": ""},
-                                                   {"_id": "c", "title": "\u200b", "text": "\x07\x1b\u00a0"}])
+    path = write_jsonl(
+        tmp_path / "corpus.jsonl",
+        [
+            GOOD,
+            {"_id": "e1", "text": ""},
+            {"_id": "e2", "title": " ", "text": "\n"},
+            {"_id": "t", "title": "only a title", "text": ""},
+            {"_id": "c", "title": "\u200b", "text": "\x07\x1b\u00a0"},
+        ],
+    )
     with pytest.warns(DataWarning, match=r"3 empty documents \(no title, no text\), kept: 'e1', 'e2', 'c'"):
         corpus = load_corpus(path)
     assert len(corpus) == 5
@@ -385,10 +417,13 @@ def test_control_only_queries_are_reported_as_empty(tmp_path: Path) -> None:
 
 
 def test_image_corpus_keeps_image_column_without_empty_warning(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "corpus.jsonl", [
-        {"_id": "i1", "title": "", "text": "", "image": "images/1.jpg"},
-        {"_id": "i2", "text": "", "image": None, "tags": ["x"]},
-    ])
+    path = write_jsonl(
+        tmp_path / "corpus.jsonl",
+        [
+            {"_id": "i1", "title": "", "text": "", "image": "images/1.jpg"},
+            {"_id": "i2", "text": "", "image": None, "tags": ["x"]},
+        ],
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
         corpus = load_corpus(path)
@@ -416,26 +451,32 @@ def test_qrels_beir_with_and_without_header_and_float_grades(tmp_path: Path) -> 
 
 
 def test_qrels_trec_format(tmp_path: Path) -> None:
-    (tmp_path / "qrels.txt").write_text(
-        "301 0 FBIS3-10082 1\n301 0 FBIS3-10169 0\n302  Q0  LA010189-0001  2\n")
-    assert load_qrels(tmp_path / "qrels.txt") == {"301": {"FBIS3-10082": 1, "FBIS3-10169": 0},
-                                                  "302": {"LA010189-0001": 2}}
+    (tmp_path / "qrels.txt").write_text("301 0 FBIS3-10082 1\n301 0 FBIS3-10169 0\n302  Q0  LA010189-0001  2\n")
+    assert load_qrels(tmp_path / "qrels.txt") == {
+        "301": {"FBIS3-10082": 1, "FBIS3-10169": 0},
+        "302": {"LA010189-0001": 2},
+    }
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    ("q1\td1\t1\nq1\td2\n", r"qrels\.tsv:2: expected 3 columns \(query-id, corpus-id, score\)"),
-    ("q1\td1\t1\nq1\td2\t0.5\n", r"qrels\.tsv:2: field 'score': expected an integer grade, got '0\.5'"),
-    ("q1\td1\t1\nq1\td1\t2\n",
-     r"qrels\.tsv:2: field 'score': .*'q1', document 'd1' is graded 2 here but 1 on line 1"),
-    ("q1\t\t1\n", r"qrels\.tsv:1: field 'corpus-id': empty"),
-    ("q1 0 d1 1\nq1 0 d2 x\n", r"qrels\.tsv:2: field 'relevance': expected an integer grade, got 'x'"),
-    ("a b c d e\n", r"qrels\.tsv:1: expected 3 columns .* or 4"),
-    # headerless, first grade not an integer: an error on line 1, not a header taken silently
-    ("q1\td1\tx\nq1\td2\t1\n", r"qrels\.tsv:1: field 'score': expected an integer grade, got 'x'"),
-    ("q1\td1\t99999999999999999999\n", r"qrels\.tsv:1: field 'score': expected a grade within"),
-    ("", r"qrels\.tsv: no judgments \(the file is empty\)"),
-    ("query-id\tcorpus-id\tscore\n\n", r"qrels\.tsv: no judgments \(the file is empty but for its header\)"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("q1\td1\t1\nq1\td2\n", r"qrels\.tsv:2: expected 3 columns \(query-id, corpus-id, score\)"),
+        ("q1\td1\t1\nq1\td2\t0.5\n", r"qrels\.tsv:2: field 'score': expected an integer grade, got '0\.5'"),
+        (
+            "q1\td1\t1\nq1\td1\t2\n",
+            r"qrels\.tsv:2: field 'score': .*'q1', document 'd1' is graded 2 here but 1 on line 1",
+        ),
+        ("q1\t\t1\n", r"qrels\.tsv:1: field 'corpus-id': empty"),
+        ("q1 0 d1 1\nq1 0 d2 x\n", r"qrels\.tsv:2: field 'relevance': expected an integer grade, got 'x'"),
+        ("a b c d e\n", r"qrels\.tsv:1: expected 3 columns .* or 4"),
+        # headerless, first grade not an integer: an error on line 1, not a header taken silently
+        ("q1\td1\tx\nq1\td2\t1\n", r"qrels\.tsv:1: field 'score': expected an integer grade, got 'x'"),
+        ("q1\td1\t99999999999999999999\n", r"qrels\.tsv:1: field 'score': expected a grade within"),
+        ("", r"qrels\.tsv: no judgments \(the file is empty\)"),
+        ("query-id\tcorpus-id\tscore\n\n", r"qrels\.tsv: no judgments \(the file is empty but for its header\)"),
+    ],
+)
 def test_qrels_errors_name_file_line_and_field(tmp_path: Path, content: str, expected: str) -> None:
     (tmp_path / "qrels.tsv").write_text(content)
     with pytest.raises(CorpusError, match=expected):
@@ -455,8 +496,11 @@ def test_missing_split_lists_the_splits_present() -> None:
 
 def test_check_qrels_counts_dangling_and_keeps_them() -> None:
     qrels = {"q1": {"d1": 1, "gone": 1}, "q9": {"d1": 1, "d2": 1}}
-    with pytest.warns(DataWarning, match=r"1 of 4 judgments name documents not in the corpus.*'q1'/'gone'"
-                      r".*2 judgments belong to 1 queries not among the queries \('q9'\)"):
+    with pytest.warns(
+        DataWarning,
+        match=r"1 of 4 judgments name documents not in the corpus.*'q1'/'gone'"
+        r".*2 judgments belong to 1 queries not among the queries \('q9'\)",
+    ):
         counts = check_qrels(qrels, ["d1", "d2"], {"q1": "text"})
     assert counts == {"queries": 2, "judgments": 4, "unknown_docs": 1, "unknown_queries": 2}
     assert qrels == {"q1": {"d1": 1, "gone": 1}, "q9": {"d1": 1, "d2": 1}}
@@ -497,8 +541,9 @@ def test_beir_dangling_qrels_warn_or_error(tmp_path: Path) -> None:
 
 
 def test_importing_corpus_does_not_import_torch() -> None:
-    code = ("import sys, indexing.corpus, indexing.qrels\n"
-            "assert 'torch' not in sys.modules and 'genret' not in sys.modules")
+    code = (
+        "import sys, indexing.corpus, indexing.qrels\nassert 'torch' not in sys.modules and 'genret' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -534,11 +579,14 @@ def test_real_collections_load_with_the_right_counts(name: str, split: str) -> N
         assert data.corpus.column_names == ["_id", "title", "text", "image"] and stats["with_image"] == 1000
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ('{"_id": "a", "text": "x", "text": "y"}', r"c\.jsonl:2: field 'text': given twice in one record"),
-    ('{"_id": "a", "_id": "b", "text": "y"}', r"c\.jsonl:2: field '_id': given twice in one record"),
-    ("[" * 100000 + "]" * 100000, r"c\.jsonl:2: .*(nested too deeply|expected a JSON object)"),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"_id": "a", "text": "x", "text": "y"}', r"c\.jsonl:2: field 'text': given twice in one record"),
+        ('{"_id": "a", "_id": "b", "text": "y"}', r"c\.jsonl:2: field '_id': given twice in one record"),
+        ("[" * 100000 + "]" * 100000, r"c\.jsonl:2: .*(nested too deeply|expected a JSON object)"),
+    ],
+)
 def test_json_keys_given_twice_and_deep_nesting_are_refused(tmp_path: Path, line: str, expected: str) -> None:
     path = write_jsonl(tmp_path / "c.jsonl", [GOOD, line])
     with pytest.raises(CorpusError, match=expected):

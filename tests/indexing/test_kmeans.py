@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from indexing.kmeans import hierarchical_codes, kmeans
 
 
-def blobs(n_per: int, centers: np.ndarray, scale: float = 0.05,
-          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def blobs(n_per: int, centers: np.ndarray, scale: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = np.concatenate([c + scale * rng.standard_normal((n_per, centers.shape[1])) for c in centers])
     return x.astype(np.float32), np.repeat(np.arange(len(centers)), n_per)

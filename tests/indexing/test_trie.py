@@ -89,7 +89,11 @@ def check_same(a: DocidTrie, b: DocidTrie) -> None:
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype and np.array_equal(x, y), name
     assert (a.n_nodes, a.n_docs, a.eos_token_id, a.vocab_size, a.max_depth) == (
-        b.n_nodes, b.n_docs, b.eos_token_id, b.vocab_size, b.max_depth
+        b.n_nodes,
+        b.n_docs,
+        b.eos_token_id,
+        b.vocab_size,
+        b.max_depth,
     )
 
 
@@ -313,8 +317,13 @@ def test_tensors_equal_arrays() -> None:
 def test_from_docids_and_progress() -> None:
     offsets, values = ragged([[5, 6], [5], [7, 5, 6]])
     docids = Docids(
-        doc_ids=["a", "b", "c"], identifiers=["x-y", "x", "z-x-y"], offsets=offsets, values=values,
-        eos_token_id=1, base_vocab_size=2, new_tokens=["t2", "t3", "t4", "t5", "t6", "t7"],
+        doc_ids=["a", "b", "c"],
+        identifiers=["x-y", "x", "z-x-y"],
+        offsets=offsets,
+        values=values,
+        eos_token_id=1,
+        base_vocab_size=2,
+        new_tokens=["t2", "t3", "t4", "t5", "t6", "t7"],
     )
     docids.check()
     trie = DocidTrie.from_docids(docids)

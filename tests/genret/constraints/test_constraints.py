@@ -32,8 +32,6 @@ TRIE_VOCAB, MODEL_VOCAB = 50, 64
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-
-
 # ------------------------------------------------------------------ identifiers and references
 
 
@@ -99,8 +97,16 @@ def t5(seed: int, bias: dict[int, float] | None = None) -> T5ForConditionalGener
     """A tiny T5; ``bias`` adds a constant to the logits of the given tokens (an LM head with bias)."""
     torch.manual_seed(seed)
     config = T5Config(
-        vocab_size=MODEL_VOCAB, d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
-        decoder_start_token_id=PAD, pad_token_id=PAD, eos_token_id=EOS, tie_word_embeddings=False,
+        vocab_size=MODEL_VOCAB,
+        d_model=32,
+        d_ff=64,
+        d_kv=16,
+        num_layers=2,
+        num_heads=2,
+        decoder_start_token_id=PAD,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        tie_word_embeddings=False,
     )
     model = T5ForConditionalGeneration(config).eval()
     with torch.no_grad():
@@ -117,8 +123,14 @@ def t5(seed: int, bias: dict[int, float] | None = None) -> T5ForConditionalGener
 
 def bert2bert(seed: int) -> EncoderDecoderModel:
     torch.manual_seed(seed)
-    common = dict(vocab_size=MODEL_VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64, pad_token_id=PAD)
+    common = dict(
+        vocab_size=MODEL_VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        pad_token_id=PAD,
+    )
     encoder = BertModel(BertConfig(**common))
     decoder = BertLMHeadModel(BertConfig(**common, is_decoder=True, add_cross_attention=True))
     model = EncoderDecoderModel(encoder=encoder, decoder=decoder).eval()
@@ -129,21 +141,37 @@ def bert2bert(seed: int) -> EncoderDecoderModel:
 
 def gpt2(seed: int) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=MODEL_VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=64,
-                        bos_token_id=UNUSED, eos_token_id=EOS, pad_token_id=PAD)
+    config = GPT2Config(
+        vocab_size=MODEL_VOCAB,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=64,
+        bos_token_id=UNUSED,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
+    )
     return GPT2LMHeadModel(config).eval()
 
 
 def encoder_inputs(seed: int, batch: int, length: int = 7) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    return {"input_ids": torch.randint(3, MODEL_VOCAB, (batch, length), generator=gen),
-            "attention_mask": torch.ones(batch, length, dtype=torch.long)}
+    return {
+        "input_ids": torch.randint(3, MODEL_VOCAB, (batch, length), generator=gen),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
+    }
 
 
 def generate_kwargs(trie: DocidTrie, beams: int) -> dict:
     """The retriever's call: k beams, k sequences, scores, no length penalty, max_depth new tokens."""
-    kwargs = dict(max_new_tokens=trie.max_depth, num_beams=beams, num_return_sequences=beams, do_sample=False,
-                  output_scores=True, return_dict_in_generate=True)
+    kwargs = dict(
+        max_new_tokens=trie.max_depth,
+        num_beams=beams,
+        num_return_sequences=beams,
+        do_sample=False,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
     if beams > 1:
         kwargs["length_penalty"] = 0.0
     return kwargs
@@ -152,8 +180,9 @@ def generate_kwargs(trie: DocidTrie, beams: int) -> dict:
 def constrained(model, trie: DocidTrie, inputs: dict, beams: int):
     processor = ConstrainedLogitsProcessor(TrieConstraint(trie, fill_token_id=PAD), num_beams=beams)
     with torch.no_grad():
-        return model.generate(**inputs, **generate_kwargs(trie, beams),
-                              logits_processor=LogitsProcessorList([processor]))
+        return model.generate(
+            **inputs, **generate_kwargs(trie, beams), logits_processor=LogitsProcessorList([processor])
+        )
 
 
 def genre(model, ids: list[list[int]], trie: DocidTrie, inputs: dict, beams: int, prompt_len: int = 1):
@@ -230,8 +259,11 @@ def test_adversarial_models_still_give_valid_identifiers(bias: dict[int, float],
 @pytest.mark.parametrize("kind", ["ragged", "fixed", "atomic"])
 def test_as_many_beams_as_identifiers_returns_every_identifier(kind: str, bias: dict | None) -> None:
     """k == number of identifiers: beam search returns each of them once (k <= N is all it needs)."""
-    ids = {"ragged": ragged_ids(5, n=6, max_len=4), "fixed": fixed_ids(5, n=8, codes=2),
-           "atomic": [[t] for t in range(3, 11)]}[kind]
+    ids = {
+        "ragged": ragged_ids(5, n=6, max_len=4),
+        "fixed": fixed_ids(5, n=8, codes=2),
+        "atomic": [[t] for t in range(3, 11)],
+    }[kind]
     trie = build(ids)
     k = len(ids)
     ours = constrained(t5(6, bias=bias), trie, encoder_inputs(7, 2), k)
@@ -272,8 +304,9 @@ def test_a_processor_reused_for_another_call_starts_afresh() -> None:
     for seed in (16, 17):
         inputs = encoder_inputs(seed, 2)
         with torch.no_grad():
-            outputs.append(model.generate(**inputs, **generate_kwargs(trie, 4),
-                                          logits_processor=LogitsProcessorList([processor])))
+            outputs.append(
+                model.generate(**inputs, **generate_kwargs(trie, 4), logits_processor=LogitsProcessorList([processor]))
+            )
         assert_same_output(outputs[-1], constrained(model, trie, inputs, 4))
 
 
@@ -284,7 +317,10 @@ def test_sampling_with_several_sequences_per_input() -> None:
     torch.manual_seed(20)
     with torch.no_grad():
         out = t5(21, bias={UNUSED: 5.0}).generate(
-            **encoder_inputs(22, 3), do_sample=True, num_return_sequences=4, max_new_tokens=trie.max_depth,
+            **encoder_inputs(22, 3),
+            do_sample=True,
+            num_return_sequences=4,
+            max_new_tokens=trie.max_depth,
             logits_processor=LogitsProcessorList([processor]),
         )
     assert_valid(trie, out, 1, 1)
@@ -334,8 +370,14 @@ def test_processor_follows_rows_as_beams_are_reordered() -> None:
         [[0, 3], [0, 8], [0, 11], [0, 8], [0, 3], [0, 11]],
         [[0, 11, 12], [0, 3, 4], [0, 8, 9], [0, 3, 7], [0, 8, EOS], [0, 11, 12]],
         [[0, 3, 4, 6], [0, 11, 12, EOS], [0, 8, 9, 10], [0, 8, EOS, PAD], [0, 11, 12, EOS], [0, 3, 7, EOS]],
-        [[0, 8, 9, 10, EOS], [0, 3, 4, 6, EOS], [0, 11, 12, EOS, PAD], [0, 3, 7, EOS, PAD], [0, 8, EOS, PAD, PAD],
-         [0, 11, 12, EOS, PAD]],
+        [
+            [0, 8, 9, 10, EOS],
+            [0, 3, 4, 6, EOS],
+            [0, 11, 12, EOS, PAD],
+            [0, 3, 7, EOS, PAD],
+            [0, 8, EOS, PAD, PAD],
+            [0, 11, 12, EOS, PAD],
+        ],
     ]
     for rows in steps:
         rows = torch.tensor(rows)

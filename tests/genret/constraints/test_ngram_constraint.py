@@ -82,9 +82,17 @@ def test_wide_rows_keep_their_best_scoring_allowed_tokens(keep_top: int) -> None
 def run(model, constraint: NgramConstraint, inputs: dict, beams: int, length: int):
     processor = ConstrainedLogitsProcessor(constraint, num_beams=beams)
     with torch.no_grad():
-        return model.generate(**inputs, max_new_tokens=length, num_beams=beams, num_return_sequences=beams,
-                              do_sample=False, length_penalty=0.0, output_scores=True, return_dict_in_generate=True,
-                              logits_processor=LogitsProcessorList([processor]))
+        return model.generate(
+            **inputs,
+            max_new_tokens=length,
+            num_beams=beams,
+            num_return_sequences=beams,
+            do_sample=False,
+            length_penalty=0.0,
+            output_scores=True,
+            return_dict_in_generate=True,
+            logits_processor=LogitsProcessorList([processor]),
+        )
 
 
 @pytest.mark.parametrize("backend", ["sa", "fm"])
@@ -131,8 +139,9 @@ def test_eos_and_invalid_tokens_end_a_row() -> None:
 @pytest.mark.parametrize("backend", ["sa", "fm"])
 @pytest.mark.parametrize("select_width", [0, 10**9])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
-def test_both_wide_row_routes_and_dtypes_keep_the_best_allowed_tokens(backend: str, select_width: int, dtype,
-                                                                      monkeypatch) -> None:
+def test_both_wide_row_routes_and_dtypes_keep_the_best_allowed_tokens(
+    backend: str, select_width: int, dtype, monkeypatch
+) -> None:
     """Wide rows either check candidates by extension or hand over to enumeration (the backend's select_width);
     in-place masking (mask_) gives what mask returns. Scores are distinct in every dtype, so the ranking is unique."""
     monkeypatch.setattr(backend_class(backend), "select_width", select_width)

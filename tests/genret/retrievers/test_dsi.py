@@ -50,8 +50,6 @@ CASES: dict[str, tuple[str, dict[str, Any], bool, str]] = {
 }
 
 
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     from indexing.tokenizer import load_tokenizer
@@ -179,8 +177,11 @@ def semantic(corpus, tokenizer) -> DsiRetriever:
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(texts=st.lists(st.text(max_size=300), min_size=1, max_size=5), k=st.integers(1, N_DOCS + 3),
-       num_beams=st.integers(1, 6))
+@given(
+    texts=st.lists(st.text(max_size=300), min_size=1, max_size=5),
+    k=st.integers(1, N_DOCS + 3),
+    num_beams=st.integers(1, 6),
+)
 def test_random_text_batches_give_valid_results(semantic, texts, k, num_beams) -> None:
     r = configured(semantic, num_beams=num_beams)
     assert_valid_hits(r.search_texts(texts, k), len(texts), k, len(r.index))
@@ -206,8 +207,7 @@ def test_validity_holds_for_a_model_biased_toward_invalid_tokens(retriever, corp
     handle = head.register_forward_hook(push)
     try:
         queries = {**random_queries(7, n=1), **adversarial_queries(r, corpus)}
-        enc = r.tokenizer(list(queries.values())[:4], truncation=True, max_length=64, padding=True,
-                          return_tensors="pt")
+        enc = r.tokenizer(list(queries.values())[:4], truncation=True, max_length=64, padding=True, return_tensors="pt")
         with torch.no_grad():  # unconstrained, the biased model starts with an invalid token
             free = r.model.generate(**enc, max_new_tokens=2, do_sample=False, num_beams=1)
         assert set(free[:, 1].tolist()) <= set(bad) and not set(free[:, 1].tolist()) & first_tokens
@@ -241,8 +241,7 @@ def genre_reference(r: DsiRetriever, texts: list[str], num_beams: int, k: int) -
                 return [pad]
         return list(node) or [pad]
 
-    enc = r.tokenizer(texts, truncation=True, max_length=r.config.max_source_length, padding=True,
-                      return_tensors="pt")
+    enc = r.tokenizer(texts, truncation=True, max_length=r.config.max_source_length, padding=True, return_tensors="pt")
     with torch.no_grad():
         out = r.model.generate(
             **enc, prefix_allowed_tokens_fn=allowed, num_beams=num_beams, num_return_sequences=k, do_sample=False,

@@ -40,11 +40,21 @@ def trained(data, tmp_path_factory) -> SealRetriever:
     """The BERT-shaped tiny model trained 120 steps on the queries' SEAL pairs and unsupervised spans."""
     tok = load_tokenizer("minilm")
     index = NgramIndex.build(data.corpus, tok, backend="sa", title_markers=MARKERS, progress=False)
-    pairs = build_seal_pairs(data.corpus, tok, queries=data.queries, qrels=data.qrels, title_markers=MARKERS,
-                             spans_per_query=5, titles_per_query=2, unsupervised_per_doc=1, progress=False)
+    pairs = build_seal_pairs(
+        data.corpus,
+        tok,
+        queries=data.queries,
+        qrels=data.qrels,
+        title_markers=MARKERS,
+        spans_per_query=5,
+        titles_per_query=2,
+        unsupervised_per_doc=1,
+        progress=False,
+    )
     model, hf_tokenizer = build_text_model(tiny_model_config("minilm-decoder"), tok)
-    config = TrainConfig(output_dir=str(tmp_path_factory.mktemp("seal-train")), max_steps=120, batch_size=32,
-                         lr=5e-3, log_every=60)
+    config = TrainConfig(
+        output_dir=str(tmp_path_factory.mktemp("seal-train")), max_steps=120, batch_size=32, lr=5e-3, log_every=60
+    )
     result = train(model, pairs, Seq2SeqCollator(hf_tokenizer, 64), config, progress=False)
     assert result.loss < 1.0, result.history
     return SealRetriever(result.model, hf_tokenizer, index, SealSearchConfig(num_beams=5, batch_size=8))
@@ -60,8 +70,9 @@ def test_trained_model_finds_the_documents_of_its_training_queries(trained, data
     assert metrics["R@1"] >= 0.6, metrics
     # an untrained model finds (almost) nothing: its n-grams are less likely than their corpus frequency
     model, hf_tokenizer = build_text_model(tiny_model_config("minilm-decoder"), load_tokenizer("minilm"))
-    untrained = SealRetriever(model, hf_tokenizer, trained.index, trained.config).search(data.queries, k=5,
-                                                                                           progress=False)
+    untrained = SealRetriever(model, hf_tokenizer, trained.index, trained.config).search(
+        data.queries, k=5, progress=False
+    )
     assert evaluate(untrained, data.qrels, ("R@1",))["R@1"] < 0.3
 
 
@@ -94,8 +105,9 @@ def test_batched_rescoring_equals_scoring_one_ngram_at_a_time(trained, data) -> 
             ids = enc["input_ids"][q : q + 1, : int(enc["attention_mask"][q].sum())]
             hidden = model.get_encoder()(input_ids=ids).last_hidden_state
             seq = torch.tensor([[trained.decoder_start_token_id, *g]])
-            logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-                           decoder_input_ids=seq[:, :-1]).logits.log_softmax(-1)
+            logits = model(
+                encoder_outputs=BaseModelOutput(last_hidden_state=hidden), decoder_input_ids=seq[:, :-1]
+            ).logits.log_softmax(-1)
             expected = sum(float(logits[0, j, g[j]]) for j in range(p, len(g)))
             assert batched[i] == pytest.approx(expected, abs=1e-4)
 
@@ -112,8 +124,12 @@ def test_save_and_load_in_a_fresh_process_gives_the_same_run(trained, data, tmp_
         "q = json.load(open(sys.argv[2]))\n"
         "print(json.dumps(r.search(q, k=5, progress=False)))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(folder), str(tmp_path / "queries.json")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(folder), str(tmp_path / "queries.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got.keys() == expected.keys()
@@ -156,8 +172,12 @@ def test_copy_path_scores_the_query_ngrams_beside_the_decoded_ones(trained, data
     from genret.retrievers.seal_scoring import score_documents
 
     texts = list(data.queries.values())[:4]
-    narrow = SealRetriever(trained.model, trained.tokenizer, trained.index,
-                           SealSearchConfig(num_beams=1, max_length=1, decode_titles=False, query_ngrams=4))
+    narrow = SealRetriever(
+        trained.model,
+        trained.tokenizer,
+        trained.index,
+        SealSearchConfig(num_beams=1, max_length=1, decode_titles=False, query_ngrams=4),
+    )
     with torch.inference_mode():
         enc, hidden = narrow._encode(texts)
         decoded = narrow._decode(enc, hidden, "body")

@@ -82,8 +82,9 @@ def test_score_documents_composes_the_stages(index: NgramIndex) -> None:
     weights = ngram_weights(logprobs, counts, index.n_tokens, config.alpha, config.smoothing)
     assert (weights > 0).all()
     expected = first_stage(NGRAMS, weights, counts, index, config)
-    got = score_documents([list(g) for g in NGRAMS] + [[1, 2], [], [9, 9]], np.concatenate([logprobs, [-5, 0, -1]]),
-                          index, config)
+    got = score_documents(
+        [list(g) for g in NGRAMS] + [[1, 2], [], [9, 9]], np.concatenate([logprobs, [-5, 0, -1]]), index, config
+    )
     assert dict(got) == pytest.approx(expected)  # a repeated n-gram keeps its best log-probability; [] and
     assert [d for d, _ in got] == sorted(expected, key=lambda d: -expected[d])  # n-grams not in the corpus add 0
     full = score_documents([list(g) for g in NGRAMS], logprobs, index, SealScoring(fully_score=2))
@@ -127,9 +128,14 @@ def random_case(rng: np.random.Generator) -> tuple[list[list[int]], list[list[in
     logprobs = rng.choice([0.0, -0.05, -0.5, -1.0, -2.0, -6.0, -20.0], size=len(ngrams))
     if rng.random() < 0.3:
         logprobs = logprobs + rng.normal(0, 0.01, size=len(ngrams))
-    config = SealScoring(alpha=float(rng.choice([1.0, 2.0])), beta=float(rng.choice([0.0, 0.5, 0.8, 1.0])),
-                         smoothing=float(rng.choice([0.5, 5.0])), max_hits=int(rng.integers(0, 12)),
-                         fully_score=int(rng.integers(1, 15)), rescore=bool(rng.random() < 0.8))
+    config = SealScoring(
+        alpha=float(rng.choice([1.0, 2.0])),
+        beta=float(rng.choice([0.0, 0.5, 0.8, 1.0])),
+        smoothing=float(rng.choice([0.5, 5.0])),
+        max_hits=int(rng.integers(0, 12)),
+        fully_score=int(rng.integers(1, 15)),
+        rescore=bool(rng.random() < 0.8),
+    )
     return docs, ngrams, logprobs, config
 
 
@@ -155,8 +161,10 @@ def test_same_scores_and_rankings_as_the_pure_python_reference(reference, backen
             continue
         counts = index.count(index.find(keys))
         weights = np.where(counts > 0, rng.choice([0.0, 1.0, 2.0, 3.0], size=len(keys)), 0.0)  # ties, zeros
-        new, old = first_stage(keys, weights, counts, index, config), reference.first_stage(keys, weights, counts,
-                                                                                              index, config)
+        new, old = (
+            first_stage(keys, weights, counts, index, config),
+            reference.first_stage(keys, weights, counts, index, config),
+        )
         assert new.keys() == old.keys() and np.allclose([new[d] for d in old], list(old.values())), case
         by_first: dict[int, list[int]] = {}
         for i, g in enumerate(keys):
@@ -165,7 +173,8 @@ def test_same_scores_and_rankings_as_the_pure_python_reference(reference, backen
         for doc in range(index.n_docs):
             tokens = index.doc_tokens(doc)
             assert intersective(tokens, keys, weights, by_first, config.beta) == pytest.approx(
-                reference.intersective(tokens, keys, weights, by_first, config.beta), rel=1e-12, abs=0.0), case
+                reference.intersective(tokens, keys, weights, by_first, config.beta), rel=1e-12, abs=0.0
+            ), case
 
 
 def test_intersective_takes_what_by_first_lists(reference) -> None:
@@ -176,7 +185,8 @@ def test_intersective_takes_what_by_first_lists(reference) -> None:
     for doc in ([1, 2, 3, 1, 2], [3, 1, 1], [2, 2], []):
         tokens = np.array(doc, dtype=np.int64)
         assert intersective(tokens, ngrams, weights, by_first, 0.8) == pytest.approx(
-            reference.intersective(tokens, ngrams, weights, by_first, 0.8))
+            reference.intersective(tokens, ngrams, weights, by_first, 0.8)
+        )
     assert intersective(np.array([1, 2]), ngrams, weights, {}, 0.8) == 0.0
 
 
@@ -195,8 +205,11 @@ def test_ngram_check_run_scores_the_queries_own_corpus_ngrams(index: NgramIndex)
 
     queries = {"a": "1 2 5", "b": "9 9", "c": "7 8 8"}
     found = check_ngrams(index, Tokens(), queries)
-    assert found == {"a": [(1,), (2,), (5,), (1, 2), (2, 5), (1, 2, 5)], "b": [],
-                     "c": [(7,), (8,), (7, 8), (8, 8), (7, 8, 8)]}
+    assert found == {
+        "a": [(1,), (2,), (5,), (1, 2), (2, 5), (1, 2, 5)],
+        "b": [],
+        "c": [(7,), (8,), (7, 8), (8, 8), (7, 8, 8)],
+    }
     run = ngram_check_run(index, Tokens(), queries, k=1)
     expected = score_documents(found["a"], np.full(6, -1.0), index, SealScoring())
     assert run["a"] == {index.doc_ids[expected[0][0]]: expected[0][1]} and run["b"] == {}

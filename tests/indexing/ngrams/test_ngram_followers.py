@@ -22,8 +22,7 @@ def ngram_at(shard: SuffixArrayShard, key: int) -> tuple[int, ...]:
 
 @settings(max_examples=60, deadline=None)
 @given(docs=corpora(max_token=6, max_docs=8, max_len=16), bitmap_min=st.integers(1, 6))
-def test_bitmaps_are_the_frequent_ngrams_and_exactly_their_next_tokens(docs: list[list[int]],
-                                                                       bitmap_min: int) -> None:
+def test_bitmaps_are_the_frequent_ngrams_and_exactly_their_next_tokens(docs: list[list[int]], bitmap_min: int) -> None:
     """One bitmap per n-gram of 1 to MAX_DEPTH tokens seen >= bitmap_min times, keyed by its whole
     range, holding exactly the tokens that follow it (never across documents); ``rows`` finds it."""
     shard = SuffixArrayShard.build(*flatten(docs))

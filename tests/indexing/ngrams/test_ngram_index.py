@@ -35,8 +35,9 @@ def check_against_brute_force(index: NgramIndex, docs: list[list[int]], ngrams: 
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=40, deadline=None)
 @given(docs=corpora(max_docs=8), shard_tokens=st.sampled_from([1, 3, 7, 1 << 30]), data=st.data())
-def test_sharded_index_matches_brute_force(backend: str, docs: list[list[int]], shard_tokens: int,
-                                           data: st.DataObject) -> None:
+def test_sharded_index_matches_brute_force(
+    backend: str, docs: list[list[int]], shard_tokens: int, data: st.DataObject
+) -> None:
     index = NgramIndex.from_token_lists(docs, backend=backend, shard_tokens=shard_tokens)
     assert index.n_docs == len(docs) and index.n_tokens == sum(map(len, docs))
     assert index.doc_lengths().tolist() == [len(d) for d in docs]
@@ -49,10 +50,15 @@ def test_sharded_index_matches_brute_force(backend: str, docs: list[list[int]], 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=40, deadline=None)
-@given(docs=corpora(max_docs=8), shard_tokens=st.sampled_from([3, 1 << 30]), bitmap_min=st.sampled_from([1, 10**9]),
-       data=st.data())
-def test_decoding_checks_match_brute_force(backend: str, docs: list[list[int]], shard_tokens: int, bitmap_min: int,
-                                           data: st.DataObject) -> None:
+@given(
+    docs=corpora(max_docs=8),
+    shard_tokens=st.sampled_from([3, 1 << 30]),
+    bitmap_min=st.sampled_from([1, 10**9]),
+    data=st.data(),
+)
+def test_decoding_checks_match_brute_force(
+    backend: str, docs: list[list[int]], shard_tokens: int, bitmap_min: int, data: st.DataObject
+) -> None:
     """occurs / first_occurring / follower_table, what a decoding constraint asks: whether each candidate token
     continues a row's n-gram, on one shard (sa: early stops and follower bitmaps) and on several."""
     index = NgramIndex.from_token_lists(docs, backend=backend, shard_tokens=shard_tokens)
@@ -63,10 +69,19 @@ def test_decoding_checks_match_brute_force(backend: str, docs: list[list[int]], 
     ngrams = [[]] + data.draw(st.lists(st.sampled_from(present), max_size=6) if present else st.just([]))
     ranges = index.find(ngrams)
     k = 7
-    candidates = np.array(data.draw(st.lists(st.lists(st.integers(-1, 7), min_size=k, max_size=k),
-                                             min_size=len(ngrams), max_size=len(ngrams))), dtype=np.int64)
-    truth = np.array([[t >= 0 and len(occurrences(docs, g + [t])) > 0 for t in row]
-                      for g, row in zip(ngrams, candidates.tolist(), strict=True)], dtype=bool).reshape(-1, k)
+    candidates = np.array(
+        data.draw(
+            st.lists(st.lists(st.integers(-1, 7), min_size=k, max_size=k), min_size=len(ngrams), max_size=len(ngrams))
+        ),
+        dtype=np.int64,
+    )
+    truth = np.array(
+        [
+            [t >= 0 and len(occurrences(docs, g + [t])) > 0 for t in row]
+            for g, row in zip(ngrams, candidates.tolist(), strict=True)
+        ],
+        dtype=bool,
+    ).reshape(-1, k)
     rows = np.arange(len(ngrams))
     assert index.occurs(ranges, np.repeat(rows, k), candidates.reshape(-1)).reshape(-1, k).tolist() == truth.tolist()
     need = np.array(data.draw(st.lists(st.integers(0, k), min_size=len(ngrams), max_size=len(ngrams))), dtype=np.int64)
@@ -148,8 +163,9 @@ def test_build_from_corpus_with_and_without_title_view(backend: str) -> None:
     first = tok.encode(corpus[0]["title"] + " " + corpus[0]["text"])
     assert plain.doc_tokens(0).tolist() == first
     begin, end = 1, 2  # [unused0], [unused1] in the MiniLM vocabulary
-    titled = NgramIndex.build(corpus, tok, backend=backend, title_markers=(begin, end), progress=False,
-                              shard_tokens=300)
+    titled = NgramIndex.build(
+        corpus, tok, backend=backend, title_markers=(begin, end), progress=False, shard_tokens=300
+    )
     assert len(titled.shards) > 1
     title = tok.encode(corpus[3]["title"])
     assert titled.doc_tokens(3).tolist() == [begin, *title, end, *tok.encode(corpus[3]["text"])]

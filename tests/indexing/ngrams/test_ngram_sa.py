@@ -226,8 +226,10 @@ def test_first_occurring_stops_at_the_needed_hits(docs: list[list[int]], data: s
     n = data.draw(st.integers(1, 12))
     k = data.draw(st.integers(1, 70))  # more than LANES: several lockstep groups in one row
     picked = [ngrams[data.draw(st.integers(0, len(ngrams) - 1))] for _ in range(n)]
-    candidates = np.array(data.draw(st.lists(st.lists(st.integers(-1, 8), min_size=k, max_size=k),
-                                             min_size=n, max_size=n)), dtype=np.int64)
+    candidates = np.array(
+        data.draw(st.lists(st.lists(st.integers(-1, 8), min_size=k, max_size=k), min_size=n, max_size=n)),
+        dtype=np.int64,
+    )
     need = np.array(data.draw(st.lists(st.integers(0, k + 1), min_size=n, max_size=n)), dtype=np.int64)
     bounds = [walk(shard, g) for g in picked]
     lo, hi = (np.array([b[j] for b in bounds], dtype=np.int64) for j in range(2))

@@ -14,9 +14,14 @@ from indexing.ngrams.suffix import MAX_SYMBOL, suffix_array, symbol_width
 
 @pytest.mark.parametrize("doubling_work", [0, suffix_module.MAX_DOUBLING_WORK, 10**9])
 @settings(max_examples=80, deadline=None)
-@given(symbols=st.one_of(st.lists(st.integers(0, 3), max_size=60), st.lists(st.integers(0, 70_000), max_size=40),
-                         st.lists(st.sampled_from([0, 255, 256, 65_535, 65_536, MAX_SYMBOL]), max_size=30)),
-       dtype=st.sampled_from([np.int64, np.uint16, np.int32]))
+@given(
+    symbols=st.one_of(
+        st.lists(st.integers(0, 3), max_size=60),
+        st.lists(st.integers(0, 70_000), max_size=40),
+        st.lists(st.sampled_from([0, 255, 256, 65_535, 65_536, MAX_SYMBOL]), max_size=30),
+    ),
+    dtype=st.sampled_from([np.int64, np.uint16, np.int32]),
+)
 def test_suffix_array_sorts_every_suffix(doubling_work: int, symbols: list[int], dtype: type) -> None:
     """0: divsufsort as soon as two suffixes tie on two symbols; 10**9: prefix doubling to the end."""
     array = np.array(symbols, dtype=np.int64)

@@ -55,10 +55,14 @@ def test_access_and_rank_match_brute_force(data: tuple[np.ndarray, int]) -> None
 
 
 @HYPOTHESIS
-@given(data=sequences(), bounds=st.lists(st.tuples(st.integers(0, 2100), st.integers(0, 2100)), max_size=12),
-       min_code=st.integers(0, 300))
-def test_distinct_matches_brute_force(data: tuple[np.ndarray, int], bounds: list[tuple[int, int]],
-                                      min_code: int) -> None:
+@given(
+    data=sequences(),
+    bounds=st.lists(st.tuples(st.integers(0, 2100), st.integers(0, 2100)), max_size=12),
+    min_code=st.integers(0, 300),
+)
+def test_distinct_matches_brute_force(
+    data: tuple[np.ndarray, int], bounds: list[tuple[int, int]], min_code: int
+) -> None:
     codes, sigma = data
     wm = WaveletMatrix.build(codes, sigma)
     n = len(codes)
