@@ -73,7 +73,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -85,154 +84,32 @@ from typing import Any
 
 import numpy as np
 
-from genret.scaling.memory import peak_rss, reset_peak, rss_now
-from indexing.synthetic import zipf_token_stream
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ngram_build import MB, build_child, machine_info, synthetic_files  # noqa: E402
+from ngram_steps import (  # noqa: E402
+    BOOST,
+    BOOSTED,
+    ENUMERATE_WIDTH,
+    KEEP_TOP,
+    Sampler,
+    check_same_allowed,
+    model_like_scores,
+    state_tensor,
+    step_breakdown,
+    valid_tokens,
+)
 
-MB = 2**20
 PAD, EOS = 0, 1
 ROWS, QUERIES, BEAMS = 640, 32, 20
-ENUMERATE_WIDTH, KEEP_TOP = 1000, 40
-BOOSTED, BOOST = 64, 4.0
 
 
 # ------------------------------------------------------------------------------------------ machine
 
 
-def machine_info(note: str) -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import numba
-    import torch
-
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "note": note,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "load_average_1_5_15": list(os.getloadavg()),
-        "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE"),
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
-def folder_bytes(folder: Path) -> tuple[int, int]:
-    """(all files, .npy files) under ``folder``, in bytes."""
-    total = npy = 0
-    for path in folder.rglob("*"):
-        if path.is_file():
-            size = path.stat().st_size
-            total += size
-            npy += size if path.suffix == ".npy" else 0
-    return total, npy
-
-
 # ------------------------------------------------------------------------------------------ corpora
 
 
-def synthetic_files(workdir: Path, n_tokens: int, vocab: int, s: float, seed: int) -> dict[str, str]:
-    """The corpus as ``.npy`` files in ``workdir`` (made once, reused by every build process)."""
-    stem = workdir / f"zipf-{n_tokens}-v{vocab}-s{s:g}-seed{seed}"
-    files = {"tokens": f"{stem}.tokens.npy", "offsets": f"{stem}.offsets.npy"}
-    if not all(Path(f).is_file() for f in files.values()):
-        tokens, offsets = zipf_token_stream(n_tokens, vocab, s, seed)  # indexing.synthetic
-        np.save(files["tokens"], tokens)
-        np.save(files["offsets"], offsets)
-    return files
-
-
 # ------------------------------------------------------------------------------------------ build (child)
-
-
-def build_child(spec: dict[str, Any]) -> dict[str, Any]:
-    """Runs in a fresh process: build one index, save it, report time, memory and size."""
-    from indexing.ngrams import NgramIndex, backend_class
-
-    backend, out = spec["backend"], Path(spec["out"])
-    # load the numba kernels (cache=True) outside the measurement
-    NgramIndex.from_token_lists([[2, 3, 4], [3, 4]], backend=backend).next_tokens_csr(
-        NgramIndex.from_token_lists([[2, 3]], backend=backend).root(1)
-    )
-    result: dict[str, Any] = {}
-    if spec["kind"] == "synthetic":
-        tokens = np.load(spec["tokens"]).astype(np.int64)
-        offsets = np.load(spec["offsets"])
-        gc.collect()
-        rss_before, peak_reset = rss_now() / MB, reset_peak()
-        wall, cpu = time.perf_counter(), time.process_time()
-        shard = backend_class(backend).build(tokens, offsets)
-        index = NgramIndex([shard], config={"backend": backend, "vocab_size": spec["vocab"]})
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        peak = peak_rss() / MB
-        del tokens
-    else:  # a real corpus: tokenized first (timed), then indexed like a synthetic one, then NgramIndex.build
-        from indexing.columns import document_texts
-        from indexing.corpus import load_corpus
-        from indexing.tokenizer import load_tokenizer
-
-        corpus = load_corpus(spec["data"], progress=False)
-        tokenizer = load_tokenizer(spec["tokenizer"])
-        tok_wall, tok_cpu = time.perf_counter(), time.process_time()
-        n, docs = len(corpus), []
-        for start in range(0, n, 1000):  # what NgramIndex.build does before indexing
-            docs += tokenizer.encode_batch(document_texts(corpus[start : min(n, start + 1000)]))
-        result["tokenize_wall_s"] = time.perf_counter() - tok_wall
-        result["tokenize_cpu_s"] = time.process_time() - tok_cpu
-        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(d) for d in docs])
-        tokens = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs])
-        del docs
-        gc.collect()
-        rss_before, peak_reset = rss_now() / MB, reset_peak()
-        wall, cpu = time.perf_counter(), time.process_time()
-        shard = backend_class(backend).build(tokens, offsets)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        peak = peak_rss() / MB
-        del shard, tokens
-        gc.collect()
-        total = time.perf_counter()
-        index = NgramIndex.build(corpus, tokenizer, backend=backend, progress=False)
-        result["ngram_index_build_wall_s"] = time.perf_counter() - total  # tokenization included
-        result["eos_token_id"], result["vocab_size"] = tokenizer.eos_token_id, tokenizer.vocab_size
-        pad = tokenizer.backend.token_to_id("[PAD]")
-        result["pad_token_id"] = int(pad) if pad is not None else 0
-    n_tokens = index.n_tokens
-    save = time.perf_counter()
-    if out.exists():
-        shutil.rmtree(out)
-    index.save(out)
-    save = time.perf_counter() - save
-    disk, npy = folder_bytes(out)
-    result.update(
-        {
-            "n_tokens": n_tokens,
-            "n_docs": index.n_docs,
-            "build_wall_s": wall,
-            "build_cpu_s": cpu,
-            "tokens_per_s_wall": n_tokens / wall,
-            "tokens_per_s_cpu": n_tokens / cpu if cpu > 0 else None,
-            "rss_before_build_mb": rss_before,
-            "peak_rss_build_mb": peak,
-            "build_peak_mb": peak - rss_before,
-            "peak_counter_reset": peak_reset,
-            "memory_bytes": index.nbytes(),
-            "memory_bytes_per_token": index.nbytes() / n_tokens,
-            "disk_bytes": disk,
-            "disk_npy_bytes": npy,
-            "disk_bytes_per_token": disk / n_tokens,
-            "save_s": save,
-        }
-    )
-    return result
 
 
 def run_build(spec: dict[str, Any]) -> dict[str, Any]:
@@ -250,72 +127,6 @@ def run_build(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ sampling
-
-
-class Sampler:
-    """Real n-grams of an index's corpus: document drawn by length, start uniform inside it."""
-
-    def __init__(self, index: Any, seed: int) -> None:
-        self.index = index
-        self.rng = np.random.default_rng(seed)
-        self.lengths = index.doc_lengths()
-        self.cum = np.cumsum(self.lengths)
-        self._docs: dict[int, np.ndarray] = {}
-
-    def doc(self, d: int) -> np.ndarray:
-        if d not in self._docs:
-            self._docs[d] = self.index.doc_tokens(d)
-        return self._docs[d]
-
-    def ngram(self, depth: int) -> list[int]:
-        while True:
-            d = int(np.searchsorted(self.cum, self.rng.integers(0, self.cum[-1]), side="right"))
-            if self.lengths[d] >= depth:
-                start = int(self.rng.integers(0, self.lengths[d] - depth + 1))
-                return self.doc(d)[start : start + depth].tolist()
-
-    def ngrams(self, n: int, depths: tuple[int, int]) -> list[list[int]]:
-        return [self.ngram(int(self.rng.integers(depths[0], depths[1] + 1))) for _ in range(n)]
-
-    def by_width(self, n: int, depths: tuple[int, int], low: int, high: int, tries: int = 40) -> list[list[int]]:
-        """Up to ``n`` n-grams with ``low <= occurrences <= high``."""
-        found: list[list[int]] = []
-        for _ in range(tries):
-            cand = self.ngrams(max(4 * n, 256), depths)
-            width = self.index.find(cand).counts
-            found += [g for g, w in zip(cand, width, strict=True) if low <= w <= high]
-            if len(found) >= n:
-                break
-        return found[:n]
-
-
-def state_tensor(index: Any, ngrams: list[list[int]]) -> Any:
-    """The NgramConstraint state of each n-gram: ``[depth, lo per shard, hi per shard]`` int64 rows."""
-    import torch
-
-    r = index.find(ngrams)
-    live = r.counts > 0
-    host = np.concatenate([np.where(live, r.depth, -1)[:, None], r.lo, r.hi], axis=1).astype(np.int64)
-    return torch.from_numpy(np.ascontiguousarray(host))
-
-
-def model_like_scores(index: Any, ngrams: list[list[int]], vocab: int, seed: int) -> tuple[Any, Any]:
-    """``(random, model)`` scores ``[n, vocab]`` (see the module docstring)."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    random = torch.randn(len(ngrams), vocab, generator=gen)
-    model = random.clone()
-    rng = np.random.default_rng(seed)
-    offsets, tokens, counts = index.next_tokens_csr(index.find(ngrams))
-    for i in range(len(ngrams)):
-        tok, cnt = tokens[offsets[i] : offsets[i + 1]], counts[offsets[i] : offsets[i + 1]]
-        keep = (tok >= 0) & (tok < vocab)
-        tok, cnt = tok[keep], cnt[keep].astype(np.float64)
-        if len(tok):
-            pick = rng.choice(tok, size=min(BOOSTED, len(tok)), replace=False, p=cnt / cnt.sum())
-            model[i, torch.from_numpy(pick.astype(np.int64))] += BOOST
-    return random, model
 
 
 # ------------------------------------------------------------------------------------------ timing
@@ -463,7 +274,7 @@ def bench_corpus(
         info["widths"]["step_wide_rows"] = int(((counts > ENUMERATE_WIDTH) & (depth > 0)).sum())
         info["widths"]["step_narrow_rows"] = int(((counts <= ENUMERATE_WIDTH) & (depth > 0)).sum())
         info["widths"]["step_start_rows"] = int((depth == 0).sum())
-        adv = _valid_tokens(con, state, model_scores)
+        adv = valid_tokens(con, state, model_scores)
         con2 = NgramConstraint(
             index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH, keep_top=KEEP_TOP, threads=2
         )
@@ -512,98 +323,6 @@ def bench_corpus(
     del indexes
     gc.collect()
     return out
-
-
-def _valid_tokens(con: Any, state: Any, scores: Any) -> Any:
-    """One allowed token per row (its best-scoring one): what beam search would feed ``advance``."""
-    return con.mask(state, scores).argmax(dim=1)
-
-
-def step_breakdown(con: Any, state: Any, scores: Any, reps: int = 7) -> dict[str, Any]:
-    """Where ``_allowed``'s CPU time goes (thread CPU ms per call, mean over ``reps`` calls): the top-k
-    over wide rows' scores, the candidate checks (``occurs`` / ``extend``), enumeration
-    (``next_tokens``), cutting enumerated wide rows to ``keep_top``, and the rest (numpy glue);
-    plus how many wide rows were handed from checks to enumeration. Measured apart from the timed
-    cases (the wrappers add a little)."""
-    import genret.constraints.ngram as module
-
-    spent: dict[str, float] = {}
-    handed: list[int] = []
-
-    inside = [False]  # a timed call made by another (fm's occurs calls extend) counts once
-
-    def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*a: Any, **k: Any) -> Any:
-            if inside[0]:
-                return fn(*a, **k)
-            inside[0] = True
-            start = time.thread_time()
-            try:
-                return fn(*a, **k)
-            finally:
-                spent[label] = spent.get(label, 0.0) + time.thread_time() - start
-                inside[0] = False
-
-        return wrapper
-
-    saved = {name: getattr(module, name) for name in ("top_tokens", "select_best")}
-    shards = con.index.shards
-    check_top = con._check_top
-
-    def counting_check_top(*a: Any, **k: Any) -> Any:
-        out = check_top(*a, **k)
-        handed.append(len(out[2]))
-        return out
-
-    try:
-        module.top_tokens = timed("topk", saved["top_tokens"])
-        module.select_best = timed("cut_to_keep_top", saved["select_best"])
-        for shard in shards:
-            for method, label in (
-                ("occurs", "checks"),
-                ("first_occurring", "checks"),
-                ("extend", "checks"),
-                ("next_tokens", "enumerate"),
-            ):
-                if hasattr(shard, method):
-                    setattr(shard, method, timed(label, getattr(type(shard), method).__get__(shard)))
-        con._check_top = counting_check_top
-        con._allowed(state, scores)
-        spent.clear()
-        handed.clear()
-        start = time.thread_time()
-        for _ in range(reps):
-            con._allowed(state, scores)
-        total = time.thread_time() - start
-    finally:
-        for name, fn in saved.items():
-            setattr(module, name, fn)
-        for shard in shards:
-            for method in ("occurs", "first_occurring", "extend", "next_tokens"):
-                shard.__dict__.pop(method, None)
-        del con._check_top
-    out = {k: v / reps * 1e3 for k, v in spent.items()}
-    out["total"] = total / reps * 1e3
-    out["other"] = out["total"] - sum(v for k, v in out.items() if k != "total")
-    out["wide_rows_enumerated"] = handed[0] if handed else 0
-    return out
-
-
-def check_same_allowed(indexes: dict[str, Any], step: list[list[int]], scores: Any, eos: int, pad: int) -> None:
-    """Both backends allow the same tokens on the step (a sanity check of the benchmark's inputs)."""
-    import torch
-
-    from genret.constraints.ngram import NgramConstraint
-
-    masks = []
-    for index in indexes.values():
-        con = NgramConstraint(
-            index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH, keep_top=KEEP_TOP
-        )
-        masks.append(torch.isfinite(con.mask(state_tensor(index, step), scores)))
-    for m in masks[1:]:
-        if not torch.equal(m, masks[0]):
-            raise AssertionError("the backends allow different tokens on the benchmark step")
 
 
 # ------------------------------------------------------------------------------------------ main

@@ -43,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ngram_index import machine_info  # noqa: E402
+from ngram_build import machine_info  # noqa: E402
 from seal_scoring_reference import score_documents as reference_score_documents  # noqa: E402
 
 from genret.evaluation import evaluate  # noqa: E402
