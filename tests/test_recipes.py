@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,23 @@ def test_docid_row_options_are_refused_for_seal() -> None:
         load_recipe("seal-scifact", ["model.init_decoder=mean-pooling"])
     with pytest.raises(ConfigError, match="init_decoder must be one of mean-pooling"):
         load_recipe("pseudo-beir", ["model.init_decoder=pooled"])
+
+
+QUALITY = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "quality"
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_expected_figures_are_the_recorded_runs(path: Path) -> None:
+    """2CR: a recipe's ``expected`` is what its recorded run (``benchmarks/results/quality/<recipe>-<collection>.json``,
+    the collection of its default ``data.path``) measured, within the band ``--check`` allows; a recipe with figures
+    but no recorded run, or a recorded run of another recipe, fails."""
+    from genret.pipeline import check_expected
+
+    recipe = load_recipe(path)
+    if not recipe.expected:
+        return
+    recorded = QUALITY / f"{recipe.name}-{Path(recipe.data.path).name}.json"
+    assert recorded.is_file(), f"{path.name} promises figures but {recorded.name} is not recorded"
+    results = json.loads(recorded.read_text())
+    assert results["recipe"] == recipe.name and results["commit"] and results["machine"]
+    assert check_expected(results, recipe.expected) == []
