@@ -45,7 +45,7 @@ their build time and size are reported (``followers``). Scores
 continuations of each row's n-gram (drawn by corpus frequency) raised by +4, as a trained model
 ranks valid continuations high. Timed separately, same states and scores for both backends:
 
-- ``allowed``: the index-side work (``NgramConstraint._allowed``, one thread): which (row, token) pairs are
+- ``allowed``: the index-side work (``NgramConstraint.allowed_pairs``, one thread): which (row, token) pairs are
   allowed (narrow rows enumerated, wide rows' top candidates checked, the top-k over their scores
   included); ``step_cpu_breakdown_ms`` splits its CPU time into top-k, checks, enumeration,
   cutting to ``keep_top`` and the rest (measured apart, wrappers around those calls);
@@ -279,11 +279,11 @@ def bench_corpus(
             index, eos_token_id=eos, fill_token_id=pad, enumerate_width=ENUMERATE_WIDTH, keep_top=KEEP_TOP, threads=2
         )
         cases.append(
-            Case("step_allowed_model_2threads", b, lambda c=con2, s=state, x=model_scores: c._allowed(s, x), ROWS)
+            Case("step_allowed_model_2threads", b, lambda c=con2, s=state, x=model_scores: c.allowed_pairs(s, x), ROWS)
         )
         for kind, scores in (("random", random_scores), ("model", model_scores)):
             cases += [
-                Case(f"step_allowed_{kind}", b, lambda c=con, s=state, x=scores: c._allowed(s, x), ROWS),
+                Case(f"step_allowed_{kind}", b, lambda c=con, s=state, x=scores: c.allowed_pairs(s, x), ROWS),
                 Case(f"step_mask_{kind}", b, lambda c=con, s=state, x=scores: c.mask(s, x), ROWS),
                 Case(
                     f"step_mask_inplace_{kind}",
@@ -300,12 +300,9 @@ def bench_corpus(
         }
         for d, g in by_depth.items():
             s_d = state_tensor(index, g)
-            cases.append(
-                Case(f"depth{d}_allowed_random", b, lambda c=con, s=s_d, x=depth_scores[d][0]: c._allowed(s, x), ROWS)
-            )
-            cases.append(
-                Case(f"depth{d}_allowed_model", b, lambda c=con, s=s_d, x=depth_scores[d][1]: c._allowed(s, x), ROWS)
-            )
+            for j, kind in enumerate(("random", "model")):
+                step = lambda c=con, s=s_d, x=depth_scores[d][j]: c.allowed_pairs(s, x)  # noqa: E731
+                cases.append(Case(f"depth{d}_allowed_{kind}", b, step, ROWS))
     if args.by_depth:
         info["widths"]["by_depth_wide_rows"] = {
             d: int((first.find(g).counts > ENUMERATE_WIDTH).sum()) for d, g in by_depth.items()

@@ -131,15 +131,15 @@ class NgramConstraint:
 
     def mask(self, state: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """``scores`` with every token that does not continue a row's n-gram set to -inf (see module)."""
-        pairs, at_start = self._allowed(state, scores)
-        return self._write(scores, pairs, at_start, inplace=False)
+        pairs, at_start = self.allowed_pairs(state, scores)
+        return self.write_pairs(scores, pairs, at_start, inplace=False)
 
     def mask_(self, state: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """``mask`` written into ``scores`` (which it returns): no new ``[n, vocab]`` tensor."""
-        pairs, at_start = self._allowed(state, scores)
-        return self._write(scores, pairs, at_start, inplace=True)
+        pairs, at_start = self.allowed_pairs(state, scores)
+        return self.write_pairs(scores, pairs, at_start, inplace=True)
 
-    def _write(self, scores: torch.Tensor, pairs: np.ndarray, at_start: np.ndarray, inplace: bool) -> torch.Tensor:
+    def write_pairs(self, scores: torch.Tensor, pairs: np.ndarray, at_start: np.ndarray, inplace: bool) -> torch.Tensor:
         """-inf everywhere but at ``pairs`` (row, token) and, in rows ``at_start``, the prefix's followers."""
         vocab = scores.shape[1]
         first = self._first_row(scores.device, scores.dtype, vocab)
@@ -160,7 +160,7 @@ class NgramConstraint:
             out[start[0]] = start[1]
         return out
 
-    def _allowed(self, state: torch.Tensor, scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def allowed_pairs(self, state: torch.Tensor, scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """The index-side work of ``mask``: ``(pairs, at_start)``, host arrays.
 
         ``pairs`` int64 ``[2, m]``: the allowed (row, token) pairs of every row not at the start
@@ -267,7 +267,7 @@ class NgramConstraint:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The allowed tokens of wide rows: candidates in score order, ``keep_top`` found per row.
 
-        Returns ``(rows, tokens, select)``: the pairs found, and the rows left to ``_allowed`` to
+        Returns ``(rows, tokens, select)``: the pairs found, and the rows left to ``allowed_pairs`` to
         enumerate and cut to their ``keep_top`` best followers (the same tokens, found another way).
         Candidates are checked in rounds, all rows' in one ``_occurs``: the best ``keep_top +
         keep_top // 4`` (at least 8 more) first; a row that falls short and has at most

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+import indexing.ngrams.within as within
 from indexing.artifacts import check_counts, load_json, read_manifest, reading, save_json, write_artifact
 from indexing.columns import column, column_names, document_texts
 from indexing.ngrams.base import NgramShard
@@ -69,6 +70,8 @@ class NgramIndex:
         self.doc_ids = list(doc_ids) if doc_ids is not None else [str(d) for d in range(self.n_docs)]
         self.config = dict(config or {})
         self._roots = [s.root() for s in self.shards]
+        self._forward: tuple[np.ndarray, np.ndarray] | None = None
+        self._token_bound = 1
 
     def __repr__(self) -> str:
         return (
@@ -189,6 +192,72 @@ class NgramIndex:
         """For each row, ``(documents, start offsets)`` of up to ``limit`` occurrences of its n-gram."""
         offsets, docs, starts = self.locate_csr(ranges, limit)
         return [(docs[offsets[i] : offsets[i + 1]], starts[offsets[i] : offsets[i + 1]]) for i in range(len(ranges))]
+
+    # ------------------------------------------------------- within document sets (1-Pager)
+
+    def forward_tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(tokens, doc_offsets)``: every document's tokens in corpus order (int32 where the ids fit) and where
+        each starts (``n_docs + 1``); built from the shards on first use, then kept."""
+        if self._forward is None:
+            lengths = self.doc_lengths()
+            offsets = np.zeros(self.n_docs + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            parts = [self.doc_tokens(d) for d in range(self.n_docs)]
+            tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            if len(tokens) and tokens.max() <= INT32_MAX:
+                tokens = tokens.astype(np.int32)
+            self._forward = (np.ascontiguousarray(tokens), offsets)
+            self._token_bound = int(tokens.max()) + 1 if len(tokens) else 1
+        return self._forward
+
+    def token_bound(self) -> int:
+        """One more than the largest token id in the corpus (the size of a per-token table)."""
+        self.forward_tokens()
+        return self._token_bound
+
+    def followers_within(
+        self, ranges: Ranges, docs: np.ndarray, method: str = "auto"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``next_tokens_csr`` counted only inside row ``i``'s documents ``docs[i]`` (a bitmap of
+        :mod:`indexing.ngrams.within`): ``(offsets, tokens, counts)``, tokens ascending."""
+        return self._within(ranges, docs, method, want_docs=False)
+
+    def docs_within(self, ranges: Ranges, docs: np.ndarray, method: str = "auto") -> np.ndarray:
+        """The documents of each row's set ``docs[i]`` (bitmap) that hold the row's n-gram, as a new bitmap (the
+        empty n-gram keeps the set)."""
+        return self._within(ranges, docs, method, want_docs=True)
+
+    def _within(self, ranges: Ranges, bits: np.ndarray, method: str, want_docs: bool) -> Any:
+        """Each row scans its documents (cost: their tokens) or filters its n-gram's occurrences (cost: how many),
+        whichever reads less (``method="auto"``); the empty n-gram always scans."""
+        if method not in within.METHODS:
+            raise ValueError(f"method must be one of {', '.join(within.METHODS)}; got {method!r}")
+        bits = np.ascontiguousarray(bits, dtype=np.uint64)
+        n = len(ranges)
+        if bits.shape != (n, within.words_for(self.n_docs)):
+            raise ValueError(f"document sets of shape {bits.shape} for {n} rows over {self.n_docs} documents")
+        tokens, doc_offsets = self.forward_tokens()
+        counts = ranges.counts
+        cheaper = {"auto": within.set_tokens(bits, doc_offsets) <= counts, "scan": True, "filter": False}[method]
+        scan = (ranges.depth == 0) | cheaper
+        gram_at = np.zeros(n, dtype=np.int64)  # a scan matches the n-gram's tokens, read at one occurrence
+        need = np.flatnonzero(scan & (ranges.depth > 0) & (counts > 0))
+        if len(need):
+            offsets, docs, starts = self.locate_csr(ranges[need], 1)
+            gram_at[need] = doc_offsets[docs[offsets[:-1]]] + starts[offsets[:-1]]
+        filtered = np.flatnonzero(~scan & (counts > 0))
+        occ_offsets = np.zeros(n + 1, dtype=np.int64)
+        occ_docs = occ_pos = np.zeros(0, dtype=np.int64)
+        if len(filtered):
+            offsets, occ_docs, starts = self.locate_csr(ranges[filtered], int(counts[filtered].max()))
+            sizes = np.zeros(n, dtype=np.int64)
+            sizes[filtered] = np.diff(offsets)
+            occ_offsets[1:] = np.cumsum(sizes)
+            occ_pos = doc_offsets[occ_docs] + starts
+        args = (tokens, doc_offsets, bits, ranges.depth, gram_at, scan, counts > 0, occ_offsets, occ_docs)
+        if want_docs:
+            return within.docs_kernel(*args)
+        return within.followers_kernel(*args, occ_pos, self.token_bound())
 
     def _shard_of(self, doc: int) -> tuple[NgramShard, int]:
         if not 0 <= doc < self.n_docs:
