@@ -17,6 +17,13 @@ def column_names(corpus: Any) -> list[str]:
     return list(dict.fromkeys(key for record in records for key in record))
 
 
+def n_rows(corpus: Any) -> int:
+    """Documents in a corpus (for a dict of lists, the length of its columns, not its number of keys)."""
+    if isinstance(corpus, dict):
+        return len(next(iter(corpus.values()), []))
+    return len(corpus)
+
+
 def column(corpus: Any, name: str) -> list[Any]:
     """One column as a list; ``KeyError`` naming the columns that exist if it is missing."""
     names = column_names(corpus)

@@ -27,7 +27,7 @@ import bm25s
 
 from genret.retrievers.base import check_k
 from indexing.artifacts import ArtifactError, load_json, read_manifest, save_json, write_artifact
-from indexing.columns import column, document_texts
+from indexing.columns import column, document_texts, n_rows
 from indexing.trec import Run
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def load_stemmer(name: str | None) -> Any:
 
 def corpus_texts(corpus: Any, fields: Sequence[str]) -> tuple[list[str], list[str]]:
     """``(doc _ids, texts)`` from a ``datasets.Dataset`` or a sequence of mappings; fields joined by a space."""
-    if len(corpus) == 0:
+    if n_rows(corpus) == 0:
         return [], []
     try:
         doc_ids = [str(x) for x in column(corpus, "_id")]

@@ -30,7 +30,7 @@ import numpy as np
 
 import indexing.ngrams.within as within
 from indexing.artifacts import check_counts, load_json, read_manifest, reading, save_json, write_artifact
-from indexing.columns import column, column_names, document_texts
+from indexing.columns import column, column_names, document_texts, n_rows
 from indexing.ngrams.base import NgramShard
 from indexing.ngrams.ranges import Ranges
 from indexing.tokenizer import TextTokenizer
@@ -314,7 +314,7 @@ class NgramIndex:
         doc_ids = [str(x) for x in column(corpus, "_id")] if "_id" in names else None
         with_titles = title_markers is not None and "title" in names
         builder = _ShardBuilder(backend_class(backend), shard_tokens)
-        n = len(corpus)
+        n = n_rows(corpus)
         with tqdm(total=n, desc=f"n-gram index ({backend})", unit="doc", disable=not progress) as bar:
             for start in range(0, n, batch_size):
                 batch = _rows(corpus, start, min(n, start + batch_size))
