@@ -201,6 +201,29 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_answer(args: argparse.Namespace) -> int:
+    from genret.retrievers import load_retriever
+    from indexing.corpus import is_blank
+
+    blank = [repr(q) for q in args.questions if is_blank(q)]
+    if blank:
+        raise UsageError(f"nothing to answer in {', '.join(blank)} (empty, or only whitespace and control characters)")
+    retriever = load_retriever(args.index)
+    if not hasattr(retriever, "answer"):
+        raise UsageError(f"{args.index}: a {type(retriever).__name__} folder finds documents but does not answer")
+    questions = {str(i): q for i, q in enumerate(args.questions)}
+    answers = retriever.answer(questions, closed_book=args.closed_book, progress=False)
+    for qid, text in questions.items():
+        found = answers[qid]
+        print(f"question: {text if text.isprintable() else ascii(text)}")
+        print(f"  answer:   {found.text or '(none: no beam finished an answer)'}")
+        print(f"  path:     {' | '.join(found.path)}")
+        if found.doc is not None:
+            passage = retriever.passages[found.doc] if retriever.passages is not None else ""
+            print(f"  evidence: {found.doc_id}  {passage}")
+    return 0
+
+
 def cmd_scale(args: argparse.Namespace) -> int:
     if args.report is not None:
         from genret.scaling.report import write_report
@@ -289,6 +312,7 @@ HANDLERS = {
     "train": cmd_run,
     "quickstart": cmd_run,
     "search": cmd_search,
+    "answer": cmd_answer,
     "scale": cmd_scale,
 }
 """Subcommand -> the function that runs it (``genret.cli_parser`` declares their arguments)."""

@@ -10,6 +10,7 @@ EPILOG = """examples:
   genret quickstart
   genret run dsi-scifact docids.scheme=atomic output_dir=runs/scifact-atomic
   genret search --index runs/quickstart/retriever "how do bees make honey"
+  genret answer --index runs/onepager-squad/retriever "Who won Super Bowl 50?"
   genret evaluate --index runs/quickstart/retriever --data minicorpus
   genret index --data ../shared/data/cranfield --scheme semantic --out indexes/cranfield-semantic
   genret inspect indexes/cranfield-semantic
@@ -222,6 +223,18 @@ def _add_recipe_commands(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_answer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "answer",
+        help="answer a question with a trained 1-Pager folder",
+        description="Print the answer a trained 1-Pager retriever decodes for each question, the evidence passage it "
+        "lies in, and the keyword path that led there.",
+    )
+    p.add_argument("--index", type=Path, required=True, help="trained 1-Pager retriever folder")
+    p.add_argument("questions", nargs="+", help="question text(s)")
+    p.add_argument("--closed-book", action="store_true", help="the answer free of the passage (the baseline)")
+
+
 def _add_scale(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "scale",
@@ -257,5 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_inspect(sub)
     _add_recipe_commands(sub)
+    _add_answer(sub)
     _add_scale(sub)
     return parser

@@ -221,6 +221,10 @@ def run_recipe(
         for system, retriever_ in systems.items():
             metrics.setdefault(set_name, {})[system] = evaluator(retriever_)
             write_trec_run(evaluator.run, out / "runs" / f"{system}.{set_name}.trec", tag=system)
+    extra: dict[str, Any] = {}
+    if prepared.evaluate_extra is not None:  # what the system measures beyond retrieval (1-Pager: answers)
+        extra = dict(prepared.evaluate_extra(retriever, queries.queries, progress))
+        metrics.update(extra.pop("metrics", {}))
     timings["eval_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - start
 
@@ -240,6 +244,7 @@ def run_recipe(
         "train_steps": result.step,
         "final_loss": final_loss,
         "metrics": metrics,
+        **extra,
         "timings": timings,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -256,7 +261,8 @@ def format_results(results: dict[str, Any]) -> str:
         systems = list(by_system)
         measures = list(next(iter(by_system.values())))
         lines.append("")
-        lines.append(f"{set_name} ({results['queries'] if set_name == 'queries' else 'own text as query'})")
+        label = "own text as query" if set_name == "memorization" else f"{results['queries']} queries"
+        lines.append(f"{set_name} ({label})")
         lines.append(f"{'measure':10s}" + "".join(f"{s:>10s}" for s in systems))
         for m in measures:
             lines.append(f"{m:10s}" + "".join(f"{by_system[s][m]:10.4f}" for s in systems))

@@ -15,6 +15,7 @@ from genret.config import ConfigError, check_numbers, load_config, to_dict
 from genret.models import ModelConfig
 from genret.retrievers.baselines import BASELINES
 from genret.retrievers.dsi import SearchConfig
+from genret.retrievers.onepager import OnePagerSearchConfig
 from genret.retrievers.seal import SealSearchConfig
 from genret.systems import SYSTEMS
 from genret.training import TrainConfig
@@ -134,6 +135,28 @@ class SealConfig:
 
 
 @dataclass
+class OnePagerConfig:
+    """The 1-Pager system (``system: onepager``): n-gram index, keyword-path targets (``genret.onepager_pairs``),
+    search. The markers and ``max_candidates`` of ``search`` are also the ones the targets are built with."""
+
+    backend: str = "sa"
+    """N-gram index backend: "sa" or "fm"."""
+    tokenizer: str = "minilm"
+    """Tokenizer of the index and of the model's targets."""
+    max_keywords: int = 4
+    """Keywords in a target path at most (the walk stops earlier once the passage is singled out)."""
+    index_passages: bool = True
+    """Also train passage -> path pairs (memorizing the corpus's paths)."""
+    task_weights: dict[str, float] = field(default_factory=dict)
+    """Multiples per task: answer, retrieval, indexing, pseudo_query."""
+    seed: int = 0
+    search: OnePagerSearchConfig = field(default_factory=OnePagerSearchConfig)
+
+    def __post_init__(self) -> None:
+        check_numbers(self, positive=("max_keywords",))
+
+
+@dataclass
 class EvalConfig:
     """Final evaluation."""
 
@@ -162,7 +185,8 @@ class Recipe:
     name: str = "recipe"
     output_dir: str = "runs/recipe"
     system: str = "dsi"
-    """"dsi" (docids + trie: docids, pairs, search sections) or "seal" (corpus n-grams: the seal section)."""
+    """"dsi" (docids + trie: docids, pairs, search sections), "seal" (corpus n-grams: the seal section) or
+    "onepager" (keyword path then answer: the onepager section)."""
     data: DataConfig = field(default_factory=DataConfig)
     docids: DocidConfig = field(default_factory=DocidConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
@@ -170,6 +194,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     seal: SealConfig = field(default_factory=SealConfig)
+    onepager: OnePagerConfig = field(default_factory=OnePagerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     expected: dict[str, dict[str, float]] = field(default_factory=dict)
     """Metrics the recipe header promises: {system: {measure: value}}; checked within a tolerance."""

@@ -30,7 +30,7 @@ def test_recipe_loads_and_documents_itself(path: Path) -> None:
     header = [line for line in path.read_text().splitlines()[:12] if line.startswith("#")]
     assert any("genret " in line for line in header), "first lines must give the exact command"
     assert any("xpected" in line for line in header), "first lines must give the expected metrics"
-    search = recipe.seal.search if recipe.system == "seal" else recipe.search
+    search = {"seal": recipe.seal.search, "onepager": recipe.onepager.search}.get(recipe.system, recipe.search)
     assert recipe.pairs.max_source_length == search.max_source_length
 
 

@@ -13,7 +13,9 @@ start, every document). The rules, each enforced by ``mask`` and checked again b
   held by every candidate must grow until it narrows;
 - with ``answers``, ``ANS`` may start the answer once at most ``max_candidates`` documents are left (before a new
   keyword starts); the answer is a non-empty n-gram of a candidate, ended by ``EOS``;
-- without ``answers`` (retrieval only), ``EOS`` ends the path once at most ``max_candidates`` are left.
+- without ``answers`` (retrieval only), ``EOS`` ends the path once at most ``max_candidates`` are left;
+- with ``free_answers`` (the closed-book baseline) the answer is any sequence of the corpus's tokens, not tied to
+  the candidates: the same model and path, without the passage constraint on what it answers.
 
 So every keyword and every answer a finished row holds occurs in one of its final candidates, by construction.
 ``evidence`` follows a decoded sequence again and returns the documents that hold its whole path and answer.
@@ -51,6 +53,7 @@ class OnePagerConstraint:
         answers: bool = True,
         enumerate_width: int = 1000,
         keep_top: int = 40,
+        free_answers: bool = False,
     ) -> None:
         markers = {int(sep_token_id), int(answer_token_id), int(eos_token_id)}
         if len(markers) != 3 or min(markers) < 0:
@@ -66,6 +69,9 @@ class OnePagerConstraint:
         self.eos_token_id, self.fill_token_id = int(eos_token_id), int(fill_token_id)
         self.max_candidates = int(max_candidates)
         self.answers = bool(answers)
+        self.free_answers = bool(free_answers)
+        self._in_corpus = np.zeros(index.token_bound(), dtype=bool)
+        self._in_corpus[tokens] = True
         self.shards = index.n_shards
         self.words = words_for(index.n_docs)
         # rows whose candidates are still the whole corpus: SEP plays eos, ending an n-gram
@@ -129,7 +135,14 @@ class OnePagerConstraint:
         # (EOS ends a path without answers, or a non-empty answer: the row is finished, i.e. dead)
         # n-gram tokens
         markers = (tok == self.sep_token_id) | (tok == self.answer_token_id) | (tok == self.eos_token_id)
-        grow = (keyword | answer) & (tok >= 0) & ~markers
+        free = answer & self.free_answers & (tok >= 0) & ~markers
+        if free.any():  # closed book: any corpus token; the range is not followed
+            rows = np.flatnonzero(free)
+            known = tok[rows] < len(self._in_corpus)
+            ok = rows[known][self._in_corpus[tok[rows][known]]]
+            new_mode[ok] = ANSWER
+            lo[ok], hi[ok], depth[ok] = ranges.lo[ok], ranges.hi[ok], ranges.depth[ok] + 1
+        grow = (keyword | (answer & ~self.free_answers)) & (tok >= 0) & ~markers
         if grow.any():
             rows = np.flatnonzero(grow)
             grown = self.index.extend(ranges[rows], tok[rows])
@@ -182,8 +195,10 @@ class OnePagerConstraint:
             mine = whole[pairs[0]] & (pairs[1] != self.sep_token_id)
             rows.append(pairs[0][mine])
             cols.append(pairs[1][mine])
+        if self.free_answers:  # closed book: any corpus token (the first-token row of the whole corpus)
+            at_start = at_start | answer
         # keywords and answers inside fewer documents: every follower there
-        narrow = np.flatnonzero((keyword & ~whole) | answer)
+        narrow = np.flatnonzero((keyword & ~whole) | (answer & ~self.free_answers))
         if len(narrow):
             offsets, tokens, _ = self.index.followers_within(ranges[narrow], bits[narrow])
             owner = np.repeat(narrow, np.diff(offsets))
@@ -221,19 +236,20 @@ class OnePagerConstraint:
 
     def evidence(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """The documents (ascending) that hold every keyword and the answer of each decoded sequence (tokens
-        after the decoder prompt; ``EOS`` and what follows are ignored). A sequence the constraint would not
-        allow gives no document."""
-        out = []
-        for seq in sequences:
-            seq = [int(t) for t in seq]
-            if self.eos_token_id in seq:
-                seq = seq[: seq.index(self.eos_token_id)]
-            state = self.start(1)
-            for token in seq:
-                state = self.advance(state, torch.tensor([token]))
-            mode, ranges, bits = self._unpack(state)
-            if mode[0] == DEAD:
-                out.append(np.zeros(0, dtype=np.int64))
-                continue
-            out.append(doc_lists(self.index.docs_within(ranges, bits))[0])
-        return out
+        after the decoder prompt; ``EOS`` and what follows are ignored), all sequences followed together. A
+        sequence the constraint would not allow gives no document; a closed-book answer is not matched."""
+        cut = [[int(t) for t in seq] for seq in sequences]
+        cut = [seq[: seq.index(self.eos_token_id)] if self.eos_token_id in seq else seq for seq in cut]
+        n = len(cut)
+        if not n:
+            return []
+        state = self.start(n)
+        for step in range(max(len(seq) for seq in cut)):
+            going = torch.tensor([step < len(seq) for seq in cut])
+            tokens = torch.tensor([seq[step] if step < len(seq) else 0 for seq in cut])
+            state = torch.where(going[:, None], self.advance(state, tokens), state)
+        mode, ranges, bits = self._unpack(state)
+        if self.free_answers:  # the answer is not an n-gram of the index: the candidates alone
+            ranges = Ranges(ranges.lo, ranges.hi, np.where(mode == ANSWER, 0, ranges.depth))
+        held = doc_lists(self.index.docs_within(ranges, bits))
+        return [held[i] if mode[i] != DEAD else np.zeros(0, dtype=np.int64) for i in range(n)]

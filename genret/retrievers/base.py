@@ -38,9 +38,12 @@ class Retriever(Protocol):
     def from_pretrained(cls, path: str | os.PathLike) -> Retriever: ...
 
 
-def save_generative(retriever: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def save_generative(
+    retriever: Any, path: str | os.PathLike, overwrite: bool = False, extra: Callable[[Path], None] | None = None
+) -> Path:
     """A generative retriever's model (safetensors), tokenizer, index files and search config as one verified folder
-    of manifest kind ``retriever.KIND``; :func:`load_generative` reads it back."""
+    of manifest kind ``retriever.KIND``; :func:`load_generative` reads it back. ``extra(folder)`` writes the
+    retriever's own further files (checksummed with the rest)."""
     from genret.config import to_dict
     from genret.models import save_model
     from indexing.artifacts import write_artifact
@@ -48,6 +51,8 @@ def save_generative(retriever: Any, path: str | os.PathLike, overwrite: bool = F
     def write(tmp: Path) -> None:
         save_model(retriever.model, retriever.tokenizer, tmp / "model")
         retriever.index.write_files(tmp / "index")
+        if extra is not None:
+            extra(tmp)
 
     config = {"search": to_dict(retriever.config), "index": retriever.index.manifest_config()}
     return write_artifact(

@@ -12,6 +12,7 @@ from typing import Any
 
 from genret.systems.base import Prepared, System
 from genret.systems.dsi import DSI
+from genret.systems.onepager import ONEPAGER
 from genret.systems.seal import SEAL
 
 __all__ = ["SYSTEMS", "Prepared", "System", "get_system", "register", "system_for_kind", "system_of", "unregister"]
@@ -56,3 +57,4 @@ def system_for_kind(kind: str | None) -> System | None:
 
 register(DSI)
 register(SEAL)
+register(ONEPAGER)

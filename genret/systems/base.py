@@ -25,6 +25,9 @@ class Prepared:
     """Documents indexed (results.json reports it)."""
     make_retriever: Callable[..., Any]
     """``(trained model, device=None) -> retriever`` over the system's index."""
+    evaluate_extra: Callable[..., dict[str, Any]] | None = None
+    """``(trained retriever, eval queries, progress) -> {"metrics": {set: {system: {measure: value}}}, ...}``: what
+    the system measures beyond retrieval (1-Pager: answers); merged into results.json. None: nothing more."""
 
 
 Prepare = Callable[..., Prepared]

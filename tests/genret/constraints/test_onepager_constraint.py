@@ -41,7 +41,7 @@ def read(seq: list[int]) -> tuple[list[list[int]], list[int], str]:
     return keywords, current, mode
 
 
-def reference(docs: list[list[int]], seq: list[int], max_candidates: int, answers: bool) -> set[int]:
+def reference(docs: list[list[int]], seq: list[int], max_candidates: int, answers: bool, free: bool) -> set[int]:
     """What may follow ``seq`` (a path the rules allowed so far), read straight from the documents."""
     keywords, current, mode = read(seq)
     if mode == "done":
@@ -49,6 +49,8 @@ def reference(docs: list[list[int]], seq: list[int], max_candidates: int, answer
     candidates = [d for d in range(len(docs)) if all(holds(docs[d], k) for k in keywords)]
     m = len(current)
     allowed = {docs[d][s + m] for d in candidates for s in range(len(docs[d]) - m) if docs[d][s : s + m] == current}
+    if mode == "answer" and free:  # closed book: any token of the corpus
+        allowed = {t for doc in docs for t in doc}
     if mode == "keyword" and current and not all(holds(docs[d], current) for d in candidates):
         allowed.add(SEP)  # a keyword closes only where it narrows the candidates
     if mode == "keyword" and not current and len(candidates) <= max_candidates:
@@ -63,11 +65,17 @@ def allowed(row: torch.Tensor) -> set[int]:
 
 
 @pytest.mark.parametrize("backend", ["sa", "fm"])
-@pytest.mark.parametrize(("max_candidates", "answers"), [(1, True), (4, True), (3, False)])
-def test_every_step_allows_exactly_what_the_documents_allow(backend: str, max_candidates: int, answers: bool) -> None:
+@pytest.mark.parametrize(
+    ("max_candidates", "answers", "free"), [(1, True, False), (4, True, False), (3, False, False), (2, True, True)]
+)
+def test_every_step_allows_exactly_what_the_documents_allow(
+    backend: str, max_candidates: int, answers: bool, free: bool
+) -> None:
     docs = corpus(1, n_docs=25, vocab=10)
     index = NgramIndex.from_token_lists(docs, backend=backend, shard_tokens=150)
-    constraint = OnePagerConstraint(index, SEP, ANS, EOS, PAD, max_candidates=max_candidates, answers=answers)
+    constraint = OnePagerConstraint(
+        index, SEP, ANS, EOS, PAD, max_candidates=max_candidates, answers=answers, free_answers=free
+    )
     assert isinstance(constraint, Constraint)
     rng = np.random.default_rng(max_candidates)
     for _ in range(6):
@@ -79,7 +87,7 @@ def test_every_step_allows_exactly_what_the_documents_allow(backend: str, max_ca
             masked = constraint.mask(state, scores)
             tokens = []
             for i in range(rows):
-                expected = reference(docs, seqs[i], max_candidates, answers)
+                expected = reference(docs, seqs[i], max_candidates, answers, free)
                 assert allowed(masked[i]) == expected, seqs[i]
                 options = sorted(expected)
                 # mostly the marker when it is allowed, so that paths finish

@@ -139,7 +139,7 @@ def test_recipes_are_checked_against_the_registry(toy, tmp_path) -> None:
     with pytest.raises(ConfigError, match="the toy system makes no pseudo-queries"):
         load_recipe(path, ["pairs.queries_per_doc=2"])
     unregister("toy")
-    with pytest.raises(ConfigError, match=r"system: expected one of dsi, seal, got 'toy'"):
+    with pytest.raises(ConfigError, match=r"system: expected one of dsi, seal, onepager, got 'toy'"):
         load_recipe(path)
 
 
@@ -148,9 +148,14 @@ def test_the_registry_refuses_duplicates_and_unknown_names(toy) -> None:
     with pytest.raises(ValueError, match="registered already"):
         register(System(name="toy", sections=(), prepare=prepare_toy, retriever=TOY.retriever))
     assert register(TOY, replace=True) is TOY
-    with pytest.raises(ValueError, match="unknown system 'nope'; registered systems: dsi, seal, toy"):
+    with pytest.raises(ValueError, match="unknown system 'nope'; registered systems: dsi, seal, onepager, toy"):
         get_system("nope")
-    assert [s.kind for s in SYSTEMS.values()] == ["dsi-retriever", "seal-retriever", "toy-retriever"]
+    assert [s.kind for s in SYSTEMS.values()] == [
+        "dsi-retriever",
+        "seal-retriever",
+        "onepager-retriever",
+        "toy-retriever",
+    ]
     with pytest.raises(ValueError, match="not the retriever of a registered system"):
         system_of(object())
 
