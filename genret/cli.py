@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from genret.cli_parser import build_parser
 
@@ -147,6 +149,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(run, data.qrels, tuple(args.measures) if args.measures else DEFAULT_MEASURES)
     print(f"{args.retriever} on {args.data} ({args.split}: {len(data.queries)} queries, {len(data.corpus)} documents)")
     print(format_metrics(metrics))
+    answers = _answer_metrics(retriever, data.queries, args.data)
+    if answers is not None:  # a system that answers (1-Pager), on a folder with answers.jsonl
+        print(f"answers ({answers.pop('questions')} questions)")
+        print(format_metrics(answers))
+        metrics = {**metrics, "answers": answers}
     if args.run:
         args.run.parent.mkdir(parents=True, exist_ok=True)
         write_trec_run(run, args.run, tag=args.retriever)
@@ -154,6 +161,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(metrics, indent=2) + "\n")
     return 0
+
+
+def _answer_metrics(retriever: Any, queries: dict[str, str], data: str) -> dict[str, Any] | None:
+    """EM / F1 of a retriever that answers, over the queries with gold answers in ``data``/answers.jsonl; None
+    when the retriever does not answer or the folder has no answers."""
+    from genret.answer_metrics import evaluate_answers
+    from indexing.answers import ANSWERS_FILE, load_answers
+
+    path = Path(data) / ANSWERS_FILE
+    if not hasattr(retriever, "answer") or not path.is_file():
+        return None
+    gold = load_answers(path)
+    judged = {q: gold[q].texts for q in queries if q in gold}
+    if not judged:
+        return None
+    found = retriever.answer({q: queries[q] for q in judged})
+    return evaluate_answers({q: a.text for q, a in found.items()}, judged)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

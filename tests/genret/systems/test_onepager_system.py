@@ -65,3 +65,9 @@ def test_onepager_recipe_reports_answers_and_checks_and_serves_genret_answer(tmp
     out = capsys.readouterr().out
     assert "answer:" in out and "path:" in out and "evidence: p4" in out
     assert main(["answer", "--index", str(tmp_path / "out" / "retriever"), " "]) == 2
+    capsys.readouterr()
+    folder = str(tmp_path / "out" / "retriever")
+    report = tmp_path / "metrics.json"
+    assert main(["evaluate", "--index", folder, "--data", str(data), "--measures", "R@1", "--json", str(report)]) == 0
+    assert "answers (6 questions)" in capsys.readouterr().out
+    assert set(json.loads(report.read_text())["answers"]) == {"EM", "F1"}
