@@ -85,7 +85,7 @@ def valid_tokens(con: Any, state: Any, scores: Any) -> Any:
 
 
 def step_breakdown(con: Any, state: Any, scores: Any, reps: int = 7) -> dict[str, Any]:
-    """Where ``_allowed``'s CPU time goes (thread CPU ms per call, mean over ``reps`` calls): the top-k
+    """Where ``allowed_pairs``'s CPU time goes (thread CPU ms per call, mean over ``reps`` calls): the top-k
     over wide rows' scores, the candidate checks (``occurs`` / ``extend``), enumeration
     (``next_tokens``), cutting enumerated wide rows to ``keep_top``, and the rest (numpy glue);
     plus how many wide rows were handed from checks to enumeration. Measured apart from the timed
@@ -133,12 +133,12 @@ def step_breakdown(con: Any, state: Any, scores: Any, reps: int = 7) -> dict[str
                 if hasattr(shard, method):
                     setattr(shard, method, timed(label, getattr(type(shard), method).__get__(shard)))
         con._check_top = counting_check_top
-        con._allowed(state, scores)
+        con.allowed_pairs(state, scores)
         spent.clear()
         handed.clear()
         start = time.thread_time()
         for _ in range(reps):
-            con._allowed(state, scores)
+            con.allowed_pairs(state, scores)
         total = time.thread_time() - start
     finally:
         for name, fn in saved.items():
