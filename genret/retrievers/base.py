@@ -84,6 +84,16 @@ def load_saved(folder: Path, kind: str, index_cls: Any, search_cls: Any) -> tupl
     return model, tokenizer, index, search
 
 
+def special_ids(model: Any) -> tuple[int, int, int]:
+    """``(eos, pad, decoder start)`` token ids of a seq2seq model: pad falls back to eos, the decoder start to the
+    model config's (what a text model's constrained decoding needs)."""
+    gen = model.generation_config
+    eos = int(gen.eos_token_id if not isinstance(gen.eos_token_id, list) else gen.eos_token_id[0])
+    pad = int(gen.pad_token_id if gen.pad_token_id is not None else eos)
+    start = gen.decoder_start_token_id
+    return eos, pad, int(start if start is not None else model.config.decoder_start_token_id)
+
+
 def check_k(k: int) -> None:
     """Every ``search`` refuses a ``k`` that is not a positive integer (0 would return nothing, -1 all but one)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:

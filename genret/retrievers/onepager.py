@@ -27,7 +27,7 @@ from transformers import LogitsProcessorList
 from genret.config import check_numbers
 from genret.constraints import ConstrainedLogitsProcessor
 from genret.constraints.onepager import OnePagerConstraint
-from genret.retrievers.base import check_k, load_saved, resolve_device, save_generative, search_in_batches
+from genret.retrievers.base import check_k, load_saved, resolve_device, save_generative, search_in_batches, special_ids
 from indexing.ngrams import NgramIndex
 from indexing.trec import Run
 
@@ -113,11 +113,7 @@ class OnePagerRetriever:
         if passages is not None and len(passages) != index.n_docs:
             raise ValueError(f"{len(passages)} passage texts for an index of {index.n_docs} documents")
         self.passages = passages
-        gen = model.generation_config
-        self.eos_token_id = int(gen.eos_token_id if not isinstance(gen.eos_token_id, list) else gen.eos_token_id[0])
-        self.pad_token_id = int(gen.pad_token_id if gen.pad_token_id is not None else self.eos_token_id)
-        start = gen.decoder_start_token_id
-        self.decoder_start_token_id = int(start if start is not None else model.config.decoder_start_token_id)
+        self.eos_token_id, self.pad_token_id, self.decoder_start_token_id = special_ids(model)
         self.constraints = {
             free: OnePagerConstraint(
                 index,

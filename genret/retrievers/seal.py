@@ -39,7 +39,14 @@ from transformers.modeling_outputs import BaseModelOutput
 from genret.config import check_numbers
 from genret.constraints import ConstrainedLogitsProcessor
 from genret.constraints.ngram import NgramConstraint
-from genret.retrievers.base import check_k, load_generative, resolve_device, save_generative, search_in_batches
+from genret.retrievers.base import (
+    check_k,
+    load_generative,
+    resolve_device,
+    save_generative,
+    search_in_batches,
+    special_ids,
+)
 from genret.retrievers.seal_check import occurring_ngrams
 from genret.retrievers.seal_scoring import SealScoring, score_documents
 from indexing.ngrams import NgramIndex
@@ -131,11 +138,7 @@ class SealRetriever:
         self.tokenizer = tokenizer
         self.index = index
         self.config = config or SealSearchConfig()
-        gen = model.generation_config
-        self.eos_token_id = int(gen.eos_token_id if not isinstance(gen.eos_token_id, list) else gen.eos_token_id[0])
-        self.pad_token_id = int(gen.pad_token_id if gen.pad_token_id is not None else self.eos_token_id)
-        start = gen.decoder_start_token_id
-        self.decoder_start_token_id = int(start if start is not None else model.config.decoder_start_token_id)
+        self.eos_token_id, self.pad_token_id, self.decoder_start_token_id = special_ids(model)
         keep = self.config.keep_top or 2 * self.config.num_beams
         markers = index.config.get("title_markers")
         self.views: dict[str, list[int]] = {"body": []}

@@ -59,3 +59,15 @@ class System:
     def kind(self) -> str:
         """The manifest kind of this system's saved retriever folders."""
         return self.retriever_class().KIND
+
+
+def refuse_docid_options(recipe: Any, system: str) -> list[str]:
+    """A system whose model decodes the tokenizer's own tokens (SEAL, 1-Pager) refuses the docid-token options of
+    ``model`` (``System.check_recipe``)."""
+    model = recipe.model
+    if model.init_docids_from or model.freeze_docid_rows or model.init_decoder:
+        return [
+            f"model.init_docids_from, freeze_docid_rows and init_decoder are for docid tokens (system dsi); a "
+            f"{system} model decodes the tokenizer's own tokens"
+        ]
+    return []

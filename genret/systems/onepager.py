@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genret.systems.base import Prepared, System
+from genret.systems.base import Prepared, System, refuse_docid_options
 from indexing.trec import Qrels
 
 
@@ -89,13 +89,7 @@ def prepare_onepager(
 
 def check_onepager_recipe(recipe: Any) -> list[str]:
     """A 1-Pager model decodes the tokenizer's own tokens: the docid-token options of ``model`` do not apply."""
-    model = recipe.model
-    if model.init_docids_from or model.freeze_docid_rows or model.init_decoder:
-        return [
-            "model.init_docids_from, freeze_docid_rows and init_decoder are for docid tokens (system dsi); a "
-            "1-Pager model decodes the tokenizer's own tokens"
-        ]
-    return []
+    return refuse_docid_options(recipe, "1-Pager")
 
 
 ONEPAGER = System(
