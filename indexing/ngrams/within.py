@@ -65,21 +65,36 @@ METHODS = ("auto", "scan", "filter")
 
 
 @numba.njit(cache=True, nogil=True)
+def _row_docs(bits: np.ndarray, i: int, n_docs: int) -> np.ndarray:
+    """The documents of row ``i``'s set, ascending."""
+    total = 0
+    for w in range(bits.shape[1]):
+        word = bits[i, w]
+        while word:
+            word &= word - np.uint64(1)
+            total += 1
+    docs = np.empty(total, dtype=np.int64)
+    k = 0
+    for w in range(bits.shape[1]):
+        word = bits[i, w]
+        while word:
+            low = word & (~word + np.uint64(1))
+            word ^= low
+            d = w * 64 + _bit_index(low)
+            if d < n_docs:
+                docs[k] = d
+                k += 1
+    return docs[:k]
+
+
+@numba.njit(cache=True, nogil=True)
 def set_tokens(bits: np.ndarray, doc_offsets: np.ndarray) -> np.ndarray:
     """Tokens in each row's documents."""
     n_docs = len(doc_offsets) - 1
     out = np.zeros(bits.shape[0], dtype=np.int64)
     for i in range(bits.shape[0]):
-        total = 0
-        for w in range(bits.shape[1]):
-            word = bits[i, w]
-            while word:
-                low = word & (~word + np.uint64(1))
-                d = w * 64 + _bit_index(low)
-                if d < n_docs:
-                    total += doc_offsets[d + 1] - doc_offsets[d]
-                word ^= low
-        out[i] = total
+        for d in _row_docs(bits, i, n_docs):
+            out[i] += doc_offsets[d + 1] - doc_offsets[d]
     return out
 
 
@@ -118,6 +133,18 @@ def _push(out: np.ndarray, size: int, value: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
+def _count(t: int, i: int, seen: np.ndarray, count: np.ndarray, out: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """Count token ``t`` for row ``i``: the first time the row meets it, it joins ``out`` (returned with its size)."""
+    if seen[t] != i:
+        seen[t] = i
+        count[t] = 0
+        out = _push(out, size, t)
+        size += 1
+    count[t] += 1
+    return out, size
+
+
+@numba.njit(cache=True, nogil=True)
 def followers_kernel(tokens, doc_offsets, bits, depth, gram_at, scan, live, occ_offsets, occ_docs, occ_pos, vocab):
     """Row by row, the distinct followers (ascending) and their counts, by scan or filter (``scan[i]``)."""
     n = bits.shape[0]
@@ -132,35 +159,16 @@ def followers_kernel(tokens, doc_offsets, bits, depth, gram_at, scan, live, occ_
         start = size
         d_len = depth[i]
         if live[i] and scan[i]:
-            for w in range(bits.shape[1]):
-                word = bits[i, w]
-                while word:
-                    low = word & (~word + np.uint64(1))
-                    word ^= low
-                    d = w * 64 + _bit_index(low)
-                    if d >= n_docs:
-                        continue
-                    for p in range(doc_offsets[d], doc_offsets[d + 1] - d_len):
-                        if d_len == 0 or _matches(tokens, p, gram_at[i], d_len):
-                            t = tokens[p + d_len]
-                            if seen[t] != i:
-                                seen[t] = i
-                                count[t] = 0
-                                out = _push(out, size, t)
-                                size += 1
-                            count[t] += 1
+            for d in _row_docs(bits, i, n_docs):
+                for p in range(doc_offsets[d], doc_offsets[d + 1] - d_len):
+                    if d_len == 0 or _matches(tokens, p, gram_at[i], d_len):
+                        out, size = _count(tokens[p + d_len], i, seen, count, out, size)
         elif live[i]:
             for o in range(occ_offsets[i], occ_offsets[i + 1]):
                 d = occ_docs[o]
                 p = occ_pos[o] + d_len
                 if p < doc_offsets[d + 1] and _has_doc(bits, i, d):
-                    t = tokens[p]
-                    if seen[t] != i:
-                        seen[t] = i
-                        count[t] = 0
-                        out = _push(out, size, t)
-                        size += 1
-                    count[t] += 1
+                    out, size = _count(tokens[p], i, seen, count, out, size)
         out[start:size] = np.sort(out[start:size])
         for j in range(start, size):  # the table holds this row's counts until the next row
             out_counts = _push(out_counts, j, count[out[j]])
@@ -181,18 +189,11 @@ def docs_kernel(tokens, doc_offsets, bits, depth, gram_at, scan, live, occ_offse
         elif not live[i]:
             continue
         elif scan[i]:
-            for w in range(words):
-                word = bits[i, w]
-                while word:
-                    low = word & (~word + np.uint64(1))
-                    word ^= low
-                    d = w * 64 + _bit_index(low)
-                    if d >= n_docs:
-                        continue
-                    for p in range(doc_offsets[d], doc_offsets[d + 1] - d_len + 1):
-                        if _matches(tokens, p, gram_at[i], d_len):
-                            out[i, w] |= low
-                            break
+            for d in _row_docs(bits, i, n_docs):
+                for p in range(doc_offsets[d], doc_offsets[d + 1] - d_len + 1):
+                    if _matches(tokens, p, gram_at[i], d_len):
+                        out[i, d // 64] |= np.uint64(1) << np.uint64(d % 64)
+                        break
         else:
             for o in range(occ_offsets[i], occ_offsets[i + 1]):
                 d = occ_docs[o]
