@@ -44,7 +44,7 @@ queries) are dropped; both are counted in a ``DataWarning``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,6 +221,33 @@ def weighted_copies(count: int, weight: float, rng: np.random.Generator) -> np.n
     extra = total - full * count
     picked = np.sort(rng.choice(count, size=extra, replace=False)) if extra else np.zeros(0, dtype=np.int64)
     return np.concatenate([np.tile(np.arange(count, dtype=np.int64), full), picked.astype(np.int64)])
+
+
+def weighted_text_pairs(
+    by_task: Mapping[str, Sequence[tuple[str, list[int], int]]],
+    task_weights: Mapping[str, float] | None,
+    rng: np.random.Generator,
+    decode: Callable[[list[int]], str],
+) -> datasets.Dataset:
+    """Text-target examples ``{task: [(source, target_ids, row)]}`` as one shuffled dataset (columns ``source,
+    target, target_ids, task, doc``; ``target`` is ``decode(target_ids)``): each task's examples copied by its
+    weight (:func:`weighted_copies`, tasks in the mapping's order), then shuffled, all with ``rng``."""
+    weights = dict(task_weights or {})
+    rows: list[tuple[str, list[int], int, str]] = []
+    for task, found in by_task.items():
+        for j in weighted_copies(len(found), float(weights.get(task, 1.0)), rng).tolist():
+            source, target, row = found[j]
+            rows.append((source, target, row, task))
+    rows = [rows[j] for j in rng.permutation(len(rows)).tolist()]
+    return datasets.Dataset.from_dict(
+        {
+            "source": [r[0] for r in rows],
+            "target": [decode(r[1]) for r in rows],
+            "target_ids": [r[1] for r in rows],
+            "task": [r[3] for r in rows],
+            "doc": [r[2] for r in rows],
+        }
+    )
 
 
 def _target_arrays(docids: Docids) -> tuple[pa.Array, pa.Array]:

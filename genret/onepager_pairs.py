@@ -217,10 +217,9 @@ def build_onepager_pairs(
     (question -> path EOS, when there are no answers), ``"indexing"`` (passage text -> path) and
     ``"pseudo_query"`` (a pseudo-query -> the path of its passage, question words first).
     """
-    import datasets
     from tqdm.auto import tqdm
 
-    from genret.dsi_pairs import weighted_copies
+    from genret.dsi_pairs import weighted_text_pairs
     from indexing.columns import column, column_names, document_texts
 
     sep, ans = markers
@@ -278,27 +277,11 @@ def build_onepager_pairs(
                 stats.unaligned_answers += 1
             elif complete:
                 examples["answer"].append((queries_[qid], [*path, ans, *span, eos], row))
-    weights = dict(task_weights or {})
-    rows: list[tuple[str, list[int], int, str]] = []
     for task, found in examples.items():
         stats.examples[task] = len(found)
-        for j in weighted_copies(len(found), float(weights.get(task, 1.0)), rng).tolist():
-            source, target, row = found[j]
-            rows.append((source, target, row, task))
-    if not rows:
+    if not any(examples.values()):
         raise ValueError("no 1-Pager training pairs: no passage got a path (is the corpus empty?)")
-    order = rng.permutation(len(rows)).tolist()
-    rows = [rows[j] for j in order]
-    dataset = datasets.Dataset.from_dict(
-        {
-            "source": [r[0] for r in rows],
-            "target": [tokenizer.decode(r[1]) for r in rows],
-            "target_ids": [r[1] for r in rows],
-            "task": [r[3] for r in rows],
-            "doc": [r[2] for r in rows],
-        }
-    )
-    return dataset, stats
+    return weighted_text_pairs(examples, task_weights, rng, tokenizer.decode), stats
 
 
 def _answer_tokens(

@@ -35,7 +35,7 @@ import datasets
 import numpy as np
 from tqdm.auto import tqdm
 
-from genret.dsi_pairs import weighted_copies
+from genret.dsi_pairs import weighted_text_pairs
 from indexing.columns import column, column_names, document_texts
 from indexing.tokenizer import TextTokenizer
 
@@ -162,21 +162,5 @@ def build_seal_pairs(
 
     if not any(examples.values()):
         raise ValueError("no training pairs: pass training queries and qrels, or unsupervised_per_doc > 0")
-    weights = dict(task_weights or {})
-    rows: list[tuple[str, list[int], int, str]] = []
-    for task in TASKS:
-        found = examples[task]
-        for j in weighted_copies(len(found), float(weights.get(task, 1.0)), rng).tolist():
-            source, target, row = found[j]
-            rows.append((source, target, row, task))
-    order = rng.permutation(len(rows)).tolist()
-    rows = [rows[j] for j in order]
-    return datasets.Dataset.from_dict(
-        {
-            "source": [r[0] for r in rows],
-            "target": [tokenizer.decode(r[1]) for r in rows],
-            "target_ids": [[*r[1], eos] for r in rows],
-            "task": [r[3] for r in rows],
-            "doc": [r[2] for r in rows],
-        }
-    )
+    with_eos = {task: [(src, [*target, eos], row) for src, target, row in found] for task, found in examples.items()}
+    return weighted_text_pairs(with_eos, task_weights, rng, lambda ids: tokenizer.decode(ids[:-1]))
