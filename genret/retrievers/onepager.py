@@ -27,6 +27,7 @@ from transformers import LogitsProcessorList
 from genret.config import check_numbers
 from genret.constraints import ConstrainedLogitsProcessor
 from genret.constraints.onepager import OnePagerConstraint
+from genret.copy_bonus import CopyBonus
 from genret.retrievers.base import check_k, load_saved, resolve_device, save_generative, search_in_batches, special_ids
 from indexing.ngrams import NgramIndex
 from indexing.trec import Run
@@ -56,6 +57,8 @@ class OnePagerSearchConfig:
     enumerate_width: int = 1000
     keep_top: int = 0
     """Allowed tokens kept per wide row while the path is over the whole corpus; 0 means 2 * num_beams."""
+    copy_bonus: float = 0.0
+    """Added to the scores of the question's own tokens while the path is written (:mod:`genret.copy_bonus`)."""
 
     def __post_init__(self) -> None:
         check_numbers(
@@ -130,6 +133,7 @@ class OnePagerRetriever:
             for free in (False, True)
         }
         self._memo: dict[tuple[str, bool], list[Beam]] = {}
+        self._skip_ids: list[int] | None = None  # the tokens CopyBonus leaves alone, read when first needed
 
     @property
     def device(self) -> torch.device:
@@ -159,12 +163,17 @@ class OnePagerRetriever:
             texts, truncation=True, max_length=self.config.max_source_length, padding=True, return_tensors="pt"
         ).to(self.device)
         constraint = self.constraints[closed_book]
-        processor = ConstrainedLogitsProcessor(constraint, num_beams=beams, inplace=beams > 1)
+        processors = LogitsProcessorList([ConstrainedLogitsProcessor(constraint, num_beams=beams, inplace=beams > 1)])
+        if self.config.copy_bonus:
+            if self._skip_ids is None:
+                self._skip_ids = CopyBonus.skip_ids(self.tokenizer)
+            ans, bonus = self.config.answer_token_id, self.config.copy_bonus
+            processors.insert(0, CopyBonus(enc["input_ids"], beams, bonus, self._skip_ids, stop_token_id=ans))
         out = self.model.generate(
             input_ids=enc["input_ids"],
             attention_mask=enc["attention_mask"],
             decoder_input_ids=torch.full((len(texts), 1), self.decoder_start_token_id, device=self.device),
-            logits_processor=LogitsProcessorList([processor]),
+            logits_processor=processors,
             num_beams=beams,
             num_return_sequences=beams,
             do_sample=False,

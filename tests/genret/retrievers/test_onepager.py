@@ -91,3 +91,19 @@ def test_save_and_load_keep_the_answers(trained: OnePagerRetriever, tmp_path) ->
     (folder / "passages.json").write_text("[]")
     with pytest.raises(ArtifactError):
         OnePagerRetriever.from_pretrained(folder)
+
+
+def test_a_copy_bonus_reorders_paths_but_the_constraint_still_holds(trained: OnePagerRetriever) -> None:
+    import dataclasses
+
+    config = dataclasses.replace(trained.config, copy_bonus=50.0)  # overwhelming: the question's words lead
+    pushed = OnePagerRetriever(trained.model, trained.tokenizer, trained.index, config, passages=trained.passages)
+    questions = {q: v[0] for q, v in QA.items()}
+    found = pushed.answer(questions, progress=False)
+    checks = evidence_checks(pushed, found)  # a bonus this large keeps beams writing question words: fewer answers
+    assert checks["answered"] > 0 and checks["answer_in_evidence"] == checks["keywords_in_evidence"] == 1.0
+    for q, answer in found.items():  # every keyword of an answered path is made of the question's tokens
+        if answer.doc is None:
+            continue
+        asked = set(pushed.tokenizer(questions[q], add_special_tokens=False)["input_ids"])
+        assert answer.keyword_ids and all(set(k) <= asked for k in answer.keyword_ids), (q, answer.path)
