@@ -36,7 +36,7 @@ from indexing.ngrams.within import all_docs, set_sizes
 from indexing.tokenizer import TextTokenizer
 
 Unit = tuple[int, ...]
-TASKS = ("answer", "retrieval", "indexing", "pseudo_query")
+TASKS = ("answer", "retrieval", "indexing", "pseudo_query", "cloze")
 
 
 @dataclass
@@ -203,6 +203,7 @@ def build_onepager_pairs(
     answers: Mapping[str, Any] | None = None,
     pseudo_queries: Mapping[str, str] | None = None,
     pseudo_qrels: Mapping[str, Mapping[str, int]] | None = None,
+    cloze: tuple[Mapping[str, str], Mapping[str, Mapping[str, int]], Mapping[str, Any]] | None = None,
     index_passages: bool = True,
     max_candidates: int = 1,
     max_keywords: int = 4,
@@ -215,7 +216,9 @@ def build_onepager_pairs(
     ``markers``: the (SEP, ANS) token ids. Tasks: ``"answer"`` (question -> path ANS answer EOS; needs
     ``answers``, ``{qid: indexing.answers.Answers}``, the first gold answer with an offset is used), ``"retrieval"``
     (question -> path EOS, when there are no answers), ``"indexing"`` (passage text -> path) and
-    ``"pseudo_query"`` (a pseudo-query -> the path of its passage, question words first).
+    ``"pseudo_query"`` (a pseudo-query -> the path of its passage, question words first) and, with answers,
+    ``"cloze"`` (``cloze = (questions, qrels, answers)`` of :func:`genret.cloze_questions.cloze_questions`, made
+    into targets as the gold questions are).
     """
     from tqdm.auto import tqdm
 
@@ -248,7 +251,15 @@ def build_onepager_pairs(
             target = path if with_answers else [*path, eos]
             if path and (complete or with_answers):
                 examples["indexing"].append((texts[row], target, row))
-    for task, queries_, qrels_ in (("question", questions, qrels), ("pseudo_query", pseudo_queries, pseudo_qrels)):
+    if cloze is not None and not with_answers:
+        raise ValueError("cloze questions train answers: pass answers too (or no cloze questions)")
+    cloze_queries, cloze_qrels, cloze_answers = cloze if cloze is not None else (None, None, None)
+    sets = (
+        ("answer", questions, qrels, answers),
+        ("pseudo_query", pseudo_queries, pseudo_qrels, None),
+        ("cloze", cloze_queries, cloze_qrels, cloze_answers),
+    )
+    for task, queries_, qrels_, answers_ in sets:
         if queries_ is None or qrels_ is None:
             continue
         judged = [(q, d) for q, rel in qrels_.items() for d, r in rel.items() if r > 0]
@@ -272,11 +283,11 @@ def build_onepager_pairs(
                 if complete:
                     examples["retrieval"].append((queries_[qid], [*path, eos], row))
                 continue
-            span = _answer_tokens(words, row, answers.get(qid), titles[row], raw[row], tokenizer)
+            span = _answer_tokens(words, row, answers_.get(qid), titles[row], raw[row], tokenizer)
             if span is None:
                 stats.unaligned_answers += 1
             elif complete:
-                examples["answer"].append((queries_[qid], [*path, ans, *span, eos], row))
+                examples[task].append((queries_[qid], [*path, ans, *span, eos], row))
     for task, found in examples.items():
         stats.examples[task] = len(found)
     if not any(examples.values()):

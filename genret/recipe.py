@@ -147,13 +147,15 @@ class OnePagerConfig:
     """Keywords in a target path at most (the walk stops earlier once the passage is singled out)."""
     index_passages: bool = True
     """Also train passage -> path pairs (memorizing the corpus's paths)."""
+    cloze_per_doc: int = 0
+    """Cloze questions per passage trained as answered questions (``genret.cloze_questions``); 0 = none."""
     task_weights: dict[str, float] = field(default_factory=dict)
-    """Multiples per task: answer, retrieval, indexing, pseudo_query."""
+    """Multiples per task: answer, retrieval, indexing, pseudo_query, cloze."""
     seed: int = 0
     search: OnePagerSearchConfig = field(default_factory=OnePagerSearchConfig)
 
     def __post_init__(self) -> None:
-        check_numbers(self, positive=("max_keywords",))
+        check_numbers(self, positive=("max_keywords",), non_negative=("cloze_per_doc",))
 
 
 @dataclass

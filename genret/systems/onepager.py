@@ -36,6 +36,11 @@ def prepare_onepager(
         made_queries, made_qrels = pseudo_query_judgments(
             corpus, p.pseudo_queries, p.queries_per_doc, teacher=None, seed=p.seed
         )
+    cloze = None
+    if config.cloze_per_doc and answers is not None:
+        from genret.cloze_questions import cloze_questions
+
+        cloze = cloze_questions(corpus, config.cloze_per_doc, seed=config.seed)
     pairs, stats = build_onepager_pairs(
         corpus,
         tokenizer,
@@ -46,6 +51,7 @@ def prepare_onepager(
         answers=answers,
         pseudo_queries=made_queries,
         pseudo_qrels=made_qrels,
+        cloze=cloze,
         index_passages=config.index_passages,
         max_candidates=search.max_candidates,
         max_keywords=config.max_keywords,
@@ -88,8 +94,12 @@ def prepare_onepager(
 
 
 def check_onepager_recipe(recipe: Any) -> list[str]:
-    """A 1-Pager model decodes the tokenizer's own tokens: the docid-token options of ``model`` do not apply."""
-    return refuse_docid_options(recipe, "1-Pager")
+    """A 1-Pager model decodes the tokenizer's own tokens: the docid-token options of ``model`` do not apply; cloze
+    questions train answers, so they need ``search.answers``."""
+    problems = refuse_docid_options(recipe, "1-Pager")
+    if recipe.onepager.cloze_per_doc and not recipe.onepager.search.answers:
+        problems.append("onepager.cloze_per_doc needs onepager.search.answers: true (cloze questions train answers)")
+    return problems
 
 
 ONEPAGER = System(

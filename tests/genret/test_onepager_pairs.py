@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from genret.constraints.onepager import DEAD, OnePagerConstraint
@@ -78,3 +79,25 @@ def test_every_target_is_a_path_the_constraint_accepts_and_ends_at_its_passage()
             answer = target[target.index(ANS) + 1 : -1]
             assert tokenizer.decode(answer) in {"denver broncos", "south america", "carolina panthers"}
     assert {r["task"] for r in pairs} == {"answer", "indexing"}
+
+
+def test_cloze_targets_answer_from_their_own_passage() -> None:
+    from genret.cloze_questions import cloze_questions
+
+    tokenizer, index = setup()
+    cloze = cloze_questions(CORPUS, per_doc=2, seed=0)
+    pairs, stats = build_onepager_pairs(
+        CORPUS, tokenizer, index, (SEP, ANS), answers={}, cloze=cloze, index_passages=False, progress=False
+    )
+    constraint = OnePagerConstraint(index, SEP, ANS, tokenizer.eos_token_id, 0, max_candidates=1)
+    complete = [q for q, rel in cloze[1].items() if next(iter(rel)) in ("p0", "p1", "p2")]  # p3 / p4: duplicates
+    assert stats.examples["cloze"] == len(complete) >= 3
+    for row in pairs:
+        target = row["target_ids"]
+        follow(constraint, target)
+        assert constraint.evidence([target])[0].tolist() == [row["doc"]]
+        answer = tokenizer.decode(target[target.index(ANS) + 1 : -1])
+        gold = {a.texts[0].lower() for q, a in cloze[2].items() if cloze[1][q] == {CORPUS["_id"][row["doc"]]: 1}}
+        assert answer in gold, (answer, gold)
+    with pytest.raises(ValueError, match="cloze questions train answers"):
+        build_onepager_pairs(CORPUS, tokenizer, index, (SEP, ANS), cloze=cloze, progress=False)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from genret.cli import main
 from genret.pipeline import run_recipe
 from genret.recipe import load_recipe
@@ -19,7 +21,8 @@ output_dir: runs/never-used
 system: onepager
 data: {path: DATA, train_split: train, eval_split: test, memorization_docs: 6}
 onepager:
-  search: {num_beams: 4, max_length: 24, batch_size: 8, max_source_length: 32}
+  cloze_per_doc: 2
+  search: {num_beams: 4, max_length: 24, batch_size: 8, max_source_length: 32, copy_bonus: 1.0}
 model:
   name_or_path: bert
   dropout: 0.0
@@ -57,7 +60,7 @@ def test_onepager_recipe_reports_answers_and_checks_and_serves_genret_answer(tmp
     assert set(answers) == {"onepager", "closed_book"} and set(answers["onepager"]) == {"EM", "F1"}
     assert answers["onepager"]["F1"] >= 0.5  # its own training questions
     assert results["checks"]["answer_in_evidence"] == 1.0 and results["checks"]["keywords_in_evidence"] == 1.0
-    assert results["paths"]["incomplete_paths"] == 0
+    assert results["paths"]["incomplete_paths"] == 0 and results["paths"]["examples"]["cloze"] >= 4
     retriever = load_retriever(str(tmp_path / "out" / "retriever"))
     assert isinstance(retriever, OnePagerRetriever) and retriever.passages is not None
     capsys.readouterr()
@@ -71,3 +74,10 @@ def test_onepager_recipe_reports_answers_and_checks_and_serves_genret_answer(tmp
     assert main(["evaluate", "--index", folder, "--data", str(data), "--measures", "R@1", "--json", str(report)]) == 0
     assert "answers (6 questions)" in capsys.readouterr().out
     assert set(json.loads(report.read_text())["answers"]) == {"EM", "F1"}
+
+
+def test_cloze_questions_without_answers_are_refused(tmp_path) -> None:
+    path = tmp_path / "onepager.yaml"
+    path.write_text(RECIPE.replace("DATA", str(tmp_path)).replace("copy_bonus: 1.0", "copy_bonus: 1.0, answers: false"))
+    with pytest.raises(ValueError, match="cloze_per_doc needs onepager.search.answers"):
+        load_recipe(path)
