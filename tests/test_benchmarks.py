@@ -146,3 +146,33 @@ def test_merge_beir_keeps_every_document_and_only_the_first_collections_judgment
     assert merged.qrels == {q: {f"first:{d}": g for d, g in rel.items()} for q, rel in source.qrels.items()}
     with pytest.raises(FileExistsError):
         bench("merge_beir").main([str(first), "--out", str(tmp_path / "merged")])
+
+
+def test_onepager_decode_knobs_scores_each_copy_bonus_on_held_out_questions(bench, tmp_path) -> None:
+    """Each row is the saved model decoded with that bonus: bonus 0 gives the retriever's own figures."""
+    import dataclasses
+    import json
+
+    from genret.evaluation import evaluate
+    from genret.pipeline import run_recipe
+    from genret.recipe import load_recipe
+    from genret.retrievers.onepager import OnePagerRetriever
+    from tests.genret.retrievers.test_onepager import QA
+    from tests.genret.systems.test_onepager_system import RECIPE, write_qa_folder
+
+    data = write_qa_folder(tmp_path / "qa")
+    recipe = tmp_path / "onepager.yaml"
+    recipe.write_text(RECIPE.replace("DATA", str(data)))
+    run_recipe(load_recipe(recipe, [f"output_dir={tmp_path / 'out'}"]), progress=False, evaluate_after=False)
+    folder = str(tmp_path / "out" / "retriever")
+    out = tmp_path / "knobs.json"
+    args = ["--retriever", folder, "--data", str(data), "--heldout", "6", "--copy-bonus", "0", "6", "--closed-book"]
+    assert bench("onepager_decode_knobs").main([*args, "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["copy_bonus"] for r in rows] == [0.0, 6.0] and all(0 <= r["F1"] <= 1 for r in rows)
+    saved = OnePagerRetriever.from_pretrained(folder)
+    config = dataclasses.replace(saved.config, copy_bonus=0.0)
+    plain = OnePagerRetriever(saved.model, saved.tokenizer, saved.index, config, passages=saved.passages)
+    run = plain.search({q: v[0] for q, v in QA.items()}, k=10, progress=False)
+    expected = evaluate(run, {q: {v[1]: 1} for q, v in QA.items()}, ("nDCG@10", "R@1", "R@10"))
+    assert {m: rows[0][m] for m in expected} == pytest.approx(expected)
