@@ -263,9 +263,10 @@ def format_results(results: dict[str, Any]) -> str:
         lines.append("")
         label = "own text as query" if set_name == "memorization" else f"{results['queries']} queries"
         lines.append(f"{set_name} ({label})")
-        lines.append(f"{'measure':10s}" + "".join(f"{s:>10s}" for s in systems))
+        width = max(10, *(len(s) + 2 for s in systems))  # a system's name never runs into the next one's
+        lines.append(f"{'measure':10s}" + "".join(f"{s:>{width}s}" for s in systems))
         for m in measures:
-            lines.append(f"{m:10s}" + "".join(f"{by_system[s][m]:10.4f}" for s in systems))
+            lines.append(f"{m:10s}" + "".join(f"{by_system[s][m]:{width}.4f}" for s in systems))
     return "\n".join(lines)
 
 

@@ -380,3 +380,17 @@ def test_overrides_may_follow_flags_on_the_command_line(capsys: pytest.CaptureFi
     assert "lr must be a finite positive number" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "quickstart", "--resume", "--bogus"])
+
+
+def test_results_table_keeps_long_system_names_apart() -> None:
+    results = {
+        "recipe": "r",
+        "documents": 2,
+        "train_steps": 1,
+        "queries": 3,
+        "timings": {"total_s": 1.0},
+        "metrics": {"answers": {"onepager": {"F1": 0.5}, "closed_book": {"F1": 0.25}}},
+    }
+    header, row = format_results(results).splitlines()[-2:]
+    assert header.split() == ["measure", "onepager", "closed_book"]
+    assert row.split() == ["F1", "0.5000", "0.2500"]
