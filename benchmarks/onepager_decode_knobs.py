@@ -19,9 +19,8 @@ import json
 import time
 from pathlib import Path
 
-from genret.answer_metrics import evaluate_answers
 from genret.evaluation import evaluate
-from genret.retrievers.onepager import OnePagerRetriever
+from genret.retrievers.onepager import OnePagerRetriever, answer_scores
 from indexing.answers import load_answers
 from indexing.corpus import load_queries
 from indexing.qrels import load_qrels
@@ -54,12 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         run = retriever.search(queries, k=10, progress=False)
         row = {"copy_bonus": bonus, **evaluate(run, qrels, ("nDCG@10", "R@1", "R@10"))}
-        found = retriever.answer({q: queries[q] for q in gold}, progress=False)
-        row.update(evaluate_answers({q: found[q].text for q in gold}, gold))
+        scores, found = answer_scores(retriever, queries, gold, progress=False)
+        row.update(scores)
         row["answered"] = sum(a.doc is not None for a in found.values()) / max(len(found), 1)
         if args.closed_book:
-            closed = retriever.answer({q: queries[q] for q in gold}, closed_book=True, progress=False)
-            row["closed_book_F1"] = evaluate_answers({q: closed[q].text for q in gold}, gold)["F1"]
+            row["closed_book_F1"] = answer_scores(retriever, queries, gold, closed_book=True, progress=False)[0]["F1"]
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)

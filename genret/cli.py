@@ -166,18 +166,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _answer_metrics(retriever: Any, queries: dict[str, str], data: str) -> dict[str, Any] | None:
     """EM / F1 of a retriever that answers, over the queries with gold answers in ``data``/answers.jsonl; None
     when the retriever does not answer or the folder has no answers."""
-    from genret.answer_metrics import evaluate_answers
+    from genret.retrievers.onepager import answer_scores
     from indexing.answers import ANSWERS_FILE, load_answers
 
     path = Path(data) / ANSWERS_FILE
     if not hasattr(retriever, "answer") or not path.is_file():
         return None
-    gold = load_answers(path)
-    judged = {q: gold[q].texts for q in queries if q in gold}
-    if not judged:
+    gold = {q: a.texts for q, a in load_answers(path).items()}
+    if not any(q in gold for q in queries):
         return None
-    found = retriever.answer({q: queries[q] for q in judged})
-    return evaluate_answers({q: a.text for q, a in found.items()}, judged)
+    return answer_scores(retriever, queries, gold)[0]
 
 
 def cmd_run(args: argparse.Namespace) -> int:

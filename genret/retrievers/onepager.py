@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,22 @@ class OnePagerRetriever:
         texts = folder / PASSAGES_FILE
         passages = json.loads(texts.read_text()) if texts.is_file() else None
         return cls(model, tokenizer, index, search, device=device, passages=passages)
+
+
+def answer_scores(
+    retriever: OnePagerRetriever,
+    queries: Mapping[str, str],
+    gold: Mapping[str, Sequence[str]],
+    closed_book: bool = False,
+    progress: bool = True,
+) -> tuple[dict[str, float], dict[str, Answer]]:
+    """EM / F1 (:func:`genret.answer_metrics.evaluate_answers`) of the retriever's answers to the questions of
+    ``queries`` that have gold answer texts in ``gold``, and those answers."""
+    from genret.answer_metrics import evaluate_answers
+
+    judged = {q: gold[q] for q in queries if q in gold}
+    found = retriever.answer({q: queries[q] for q in judged}, closed_book=closed_book, progress=progress)
+    return evaluate_answers({q: a.text for q, a in found.items()}, judged), found
 
 
 def evidence_checks(retriever: OnePagerRetriever, answers: dict[str, Answer]) -> dict[str, Any]:

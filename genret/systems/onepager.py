@@ -63,22 +63,17 @@ def prepare_onepager(
     model, hf_tokenizer = build_text_model(recipe.model, tokenizer, max_new_tokens=search.max_length)
 
     def evaluate_answers(retriever: Any, eval_queries: dict[str, str], progress_: bool) -> dict[str, Any]:
-        from genret.answer_metrics import evaluate_answers as score
-        from genret.retrievers.onepager import evidence_checks
+        from genret.retrievers.onepager import answer_scores, evidence_checks
 
         if answers is None:
             return {}
-        judged = {q: answers[q].texts for q in eval_queries if q in answers}
-        asked = {q: eval_queries[q] for q in judged}
-        found = retriever.answer(asked, progress=progress_)
-        closed = retriever.answer(asked, closed_book=True, progress=progress_)
-        by_system = {
-            "onepager": score({q: a.text for q, a in found.items()}, judged),
-            "closed_book": score({q: a.text for q, a in closed.items()}, judged),
-        }
+        gold = {q: a.texts for q, a in answers.items()}
+        onepager, found = answer_scores(retriever, eval_queries, gold, progress=progress_)
+        closed_book, _ = answer_scores(retriever, eval_queries, gold, closed_book=True, progress=progress_)
+        by_system = {"onepager": onepager, "closed_book": closed_book}
         return {
             "metrics": {"answers": {name: {"EM": m["EM"], "F1": m["F1"]} for name, m in by_system.items()}},
-            "answered_questions": len(judged),
+            "answered_questions": onepager["questions"],
             "checks": evidence_checks(retriever, found),
             "paths": stats.as_dict(),
         }
